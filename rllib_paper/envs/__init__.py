@@ -1,0 +1,1 @@
+"""Gymnasium environments: the paper task and its residual composition over a base policy."""

@@ -1,0 +1,42 @@
+"""Environment ids for gymnasium and RLlib/Tune.
+
+``import rllib_paper`` registers the gymnasium ids; RLlib needs its own registry entry in
+every process that builds envs, which ``register_with_rllib`` provides (call it before
+building an AlgorithmConfig; Ray ships the registration to the workers).
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+PAPER_ENV_ID = "rllib_paper/PaperSquare-v0"
+RESIDUAL_ENV_ID = "rllib_paper/ResidualPaperSquare-v0"
+
+
+def register_gym_envs() -> None:
+    registered = gymnasium.registry
+    if PAPER_ENV_ID not in registered:
+        gymnasium.register(id=PAPER_ENV_ID, entry_point="rllib_paper.envs.paper_env:PaperSquareEnv",
+                           disable_env_checker=True)
+    if RESIDUAL_ENV_ID not in registered:
+        gymnasium.register(id=RESIDUAL_ENV_ID, entry_point="rllib_paper.envs.residual:ResidualPaperEnv",
+                           disable_env_checker=True)
+
+
+def _make_residual_env(env_config):
+    from rllib_paper.envs.residual import ResidualPaperEnv
+
+    # RLlib passes an EnvContext (a dict with worker metadata attributes): plain dict it.
+    return ResidualPaperEnv(dict(env_config))
+
+
+def register_with_rllib(name: str = RESIDUAL_ENV_ID) -> str:
+    """Register the residual env with Ray Tune/RLlib under ``name`` and return the name.
+
+    Use it as ``PPOConfig().environment(register_with_rllib(), env_config={...})`` where
+    env_config is an EnvConfig as a dict (``EnvConfig().to_dict()``) or any part of it.
+    """
+    from ray.tune.registry import register_env
+
+    register_env(name, _make_residual_env)
+    return name

@@ -1,0 +1,85 @@
+"""The base-policy protocol and the zero (hold) policy.
+
+A base policy proposes *absolute* joint targets in radians, as GR00T and LeRobot
+policies do, in chunks: ``act`` returns ``chunk_length`` future targets and the env
+executes the first ``execution_horizon`` of them before asking again (GR00T returns 16
+and the reference client executes 8). ``act`` is batched over environments so one model
+call can serve many envs; observations arrive as a dict of arrays with a leading batch
+axis, so camera frames or other inputs can be added without changing the signature:
+
+* ``state``  (B, 25) float64: the PaperSquareEnv observation.
+* ``target`` (B, 6) float64: the joint targets the env last commanded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from rllib_paper.config import ConfigError, EnvConfig
+
+
+@runtime_checkable
+class BasePolicy(Protocol):
+    chunk_length: int
+    execution_horizon: int
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start a new episode; stochastic policies reseed from ``seed``."""
+
+    def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Return a (B, chunk_length, 6) array of absolute joint targets in radians."""
+
+
+class ZeroBasePolicy:
+    """Hold the previous target: the identity element for residual learning.
+
+    'Zero' must mean 'stay where you were told to be', not 'target = current position',
+    which under gravity walks the arm down onto the table one step at a time.
+    """
+
+    chunk_length = 1
+    execution_horizon = 1
+
+    def reset(self, seed: int | None = None) -> None:
+        return None
+
+    def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
+        target = np.asarray(observations["target"], dtype=np.float64)
+        return target[:, None, :].copy()
+
+
+PolicyFactory = Callable[[EnvConfig], BasePolicy]
+_REGISTRY: dict[str, PolicyFactory] = {"zero": lambda config: ZeroBasePolicy()}
+
+
+def register_base_policy(name: str, factory: PolicyFactory) -> None:
+    """Make ``name`` usable as a base-policy spec (config ``residual.base_policy``)."""
+    _REGISTRY[name] = factory
+
+
+def available_base_policies() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_base_policy(spec: str, config: EnvConfig) -> BasePolicy:
+    name = spec.split(":", 1)[0]
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"residual.base_policy={spec!r}: allowed values are {available_base_policies()}"
+        ) from None
+    return factory(config)
+
+
+def validate_chunk(chunk: Any, batch: int, policy: object) -> np.ndarray:
+    """Check a policy's output once, with an error that names the policy and the shape."""
+    array = np.asarray(chunk, dtype=np.float64)
+    if array.ndim != 3 or array.shape[0] != batch or array.shape[2] != 6 or array.shape[1] < 1:
+        raise ValueError(f"{type(policy).__name__}.act returned shape {array.shape}; expected ({batch}, T>=1, 6)")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{type(policy).__name__}.act returned non-finite joint targets")
+    return array

@@ -1,0 +1,1 @@
+"""Physics: the MuJoCo scene, pure task geometry and domain-randomization sampling."""

@@ -1,0 +1,74 @@
+"""Pure task geometry: paper corners, the success test, yaw error and distances.
+
+No MuJoCo here: everything takes plain numbers or arrays, so the success test can be
+checked on hand-computed cases and reused unchanged by the env, the scripted pusher and
+the report. The sheet and the frame are rectangles whose long side is along their local
+y axis; yaw is the sheet's rotation about +z relative to the frame, and because a
+rectangle is unchanged by a half turn, the yaw error is taken modulo pi.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Corner order in the rectangle's own frame: (-,-), (+,-), (+,+), (-,+).
+_CORNER_SIGNS = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+
+
+def quat_to_yaw(quat: np.ndarray) -> float:
+    """Rotation about world +z of a body with MuJoCo quaternion (w, x, y, z)."""
+    w, x, y, z = quat
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def wrap_half_turn(angle: float) -> float:
+    """Map an angle to [-pi/2, pi/2): the sheet looks the same after a half turn."""
+    return (angle + math.pi / 2) % math.pi - math.pi / 2
+
+
+def rectangle_corners(center_xy: np.ndarray, yaw: float, size: tuple[float, float]) -> np.ndarray:
+    """(4, 2) world corners of a size[0] x size[1] rectangle rotated by yaw about its centre."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    half = _CORNER_SIGNS * (0.5 * np.asarray(size))
+    rot = np.array([[c, -s], [s, c]])
+    return np.asarray(center_xy)[:2] + half @ rot.T
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    success: bool
+    distance: float  # metres, sheet centre to frame centre in the table plane
+    yaw_error: float  # radians in [-pi/2, pi/2)
+    corner_error_mm: float  # worst distance of a sheet corner from its matching frame corner
+    corner_excess_mm: float  # how far the worst corner lies outside the allowed area (0 inside)
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """The taped frame: centre, inner (A5) size and the success margin around it."""
+
+    center: tuple[float, float]
+    inner_size: tuple[float, float]
+    margin: float
+
+    def evaluate(self, paper_xy: np.ndarray, paper_yaw: float, paper_size: tuple[float, float]) -> PlacementResult:
+        """Score a sheet pose; frame axis-aligned with world axes (frame yaw 0)."""
+        center = np.asarray(self.center)
+        offset = np.asarray(paper_xy)[:2] - center
+        yaw_error = wrap_half_turn(paper_yaw)
+        corners = rectangle_corners(offset, yaw_error, paper_size)  # frame-relative
+        allowed = 0.5 * np.asarray(self.inner_size) + self.margin
+        outside = np.maximum(np.abs(corners) - allowed, 0.0)
+        excess = float(np.sqrt((outside**2).sum(axis=1)).max())
+        target = rectangle_corners(np.zeros(2), 0.0, self.inner_size)
+        corner_error = float(np.sqrt(((corners - target) ** 2).sum(axis=1)).max())
+        return PlacementResult(
+            success=bool(excess == 0.0),
+            distance=float(math.hypot(offset[0], offset[1])),
+            yaw_error=yaw_error,
+            corner_error_mm=1000.0 * corner_error,
+            corner_excess_mm=1000.0 * excess,
+        )
