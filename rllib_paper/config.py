@@ -62,7 +62,10 @@ class PhysicsConfig:
     paper_friction: tuple[float, float, float] = (0.60, 0.002, 0.0001)
     table_friction: float = 0.30
     tape_friction: float = 0.90
-    pad_friction: float = 0.40  # below the paper's, so pad-paper contacts use the paper's value
+    # Fingertip-paper grip: rubber-like pads, the value the seed's gripper effectively had (MuJoCo
+    # mixes by max). Above the tape's 0.90 so a pressed sheet can be dragged over the tape;
+    # randomization.paper_friction_scale scales it with the sheet's own friction.
+    pad_friction: float = 1.0
 
     def __post_init__(self) -> None:
         _check_range("physics.timestep", self.timestep, 1e-5, 0.01)
@@ -102,8 +105,9 @@ class TaskConfig:
     success_margin: float = 0.020
     max_steps: int = 400
     settle_steps: int = 100  # physics steps at reset so the sheet rests before the first observation
-    # Fingertip 10 cm above the table at x = 0.18, jaws tilted 30 deg forward of vertical.
-    home_qpos: tuple[float, ...] = (0.0, -1.116, 0.729, 1.426, 0.0, 0.0)
+    # Fingertip 10 cm above the table at x = 0.18, jaws tilted 30 deg forward, jaws closed
+    # (-0.17 rad) so the two jaw tips form one fingertip.
+    home_qpos: tuple[float, ...] = (0.0, -1.116, 0.729, 1.426, 0.0, -0.17)
     max_paper_speed: float = 5.0  # m/s; faster than this means the solver blew up
     camera_fovy: float = 140.0
 

@@ -68,9 +68,11 @@ class PaperSquareEnv(gym.Env):
         self._paper_qvel = slice(self.ids.paper_dof, self.ids.paper_dof + 3)
         self._goal = np.array([*self.ids.frame_center, physics.paper_half_thickness])
         self._low, self._high = self.ids.ctrl_low, self.ids.ctrl_high
+        self._max_speed_sq = task.max_paper_speed**2
         self._home = np.clip(np.asarray(task.home_qpos, dtype=np.float64), self._low, self._high)
         self._nominal = {
             "paper_friction": self.model.geom_friction[self.ids.paper_geom, 0].copy(),
+            "pad_friction": self.model.geom_friction[self.ids.pad_geoms, 0].copy(),
             "table_friction": self.model.geom_friction[self.ids.table_geoms, 0].copy(),
             "paper_mass": self.model.body_mass[self.ids.paper_body].copy(),
             "paper_inertia": self.model.body_inertia[self.ids.paper_body].copy(),
@@ -130,14 +132,15 @@ class PaperSquareEnv(gym.Env):
         return self._state.astype(np.float32), info
 
     def step(self, action):
-        target = np.clip(np.asarray(action, dtype=np.float64), self._low, self._high)
+        target = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._low), self._high)
         self._target = target
         data = self.data
         data.ctrl[self._ctrl] = target
+        time_before = data.time
         mujoco.mj_step(self.model, data, nstep=self.substeps)
         self._steps += 1
 
-        unstable = self._unstable()
+        unstable = self._unstable(time_before)
         if not unstable:
             self._update_state()
         result = self._evaluate()
@@ -175,7 +178,9 @@ class PaperSquareEnv(gym.Env):
     # ------------------------------------------------------------------ internals
     def _apply_draw(self, draw: EpisodeDraw) -> None:
         model, ids, nominal = self.model, self.ids, self._nominal
+        # The sheet's surface grip scales both its own friction and the fingertip-sheet grip.
         model.geom_friction[ids.paper_geom, 0] = nominal["paper_friction"] * draw.paper_friction_scale
+        model.geom_friction[ids.pad_geoms, 0] = nominal["pad_friction"] * draw.paper_friction_scale
         model.geom_friction[ids.table_geoms, 0] = nominal["table_friction"] * draw.table_friction_scale
         model.body_mass[ids.paper_body] = nominal["paper_mass"] * draw.paper_mass_scale
         model.body_inertia[ids.paper_body] = nominal["paper_inertia"] * draw.paper_mass_scale
@@ -188,20 +193,26 @@ class PaperSquareEnv(gym.Env):
         state[19:22] = self._goal - state[12:15]
         state[22:25] = data.site_xpos[self.ids.fingertip_site]
 
-    def _unstable(self) -> bool:
-        """MuJoCo silently resets a diverged state, so its warning counters are the signal."""
-        warnings = self.data.warning
-        if any(warnings[w].number for w in _INSTABILITY_WARNINGS):
+    def _unstable(self, time_before: float) -> bool:
+        """True when the physics diverged during the last control step.
+
+        MuJoCo checks every step for NaN/huge qpos, qvel and qacc and, finding one, resets
+        mjData (warning counters set, time back to 0). So a clock that did not advance is
+        the cheap exact signal; a sheet flying off faster than ``max_paper_speed`` catches
+        blow-ups that stay finite.
+        """
+        if self.data.time <= time_before:
             return True
-        qvel = self.data.qvel
-        if not (np.isfinite(qvel).all() and np.isfinite(self.data.qpos).all()):
-            return True
-        speed = qvel[self._paper_qvel]
-        return bool(speed @ speed > self.config.task.max_paper_speed**2)
+        speed = self.data.qvel[self._paper_qvel]
+        return bool(speed @ speed > self._max_speed_sq)
+
+    def instability_warnings(self) -> dict[str, int]:
+        """MuJoCo's own counters, for diagnosing an episode that ended with sim_unstable."""
+        return {mujoco.mjtWarning(w).name: int(self.data.warning[w].number) for w in _INSTABILITY_WARNINGS}
 
     def _evaluate(self):
         state = self._state
-        return self.frame.evaluate(state[12:14], quat_to_yaw(state[15:19]), self.paper_size)
+        return self.frame.evaluate(state[12:14], quat_to_yaw(state[15:19].tolist()), self.paper_size)
 
     def _task_info(self, result, unstable: bool) -> dict[str, Any]:
         return {

@@ -57,13 +57,14 @@ class ResidualPaperEnv(gym.Env):
         return self._observation(obs), info
 
     def step(self, action):
-        residual = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        residual = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), -1.0), 1.0)
         target = self._base_target + self._gain * residual
         obs, reward, terminated, truncated, info = self.env.step(target)
         penalty = self._residual_weight * float(residual @ residual)
         info["reward_residual"] = penalty
-        info["residual_abs_mean"] = float(np.abs(residual).mean())
-        info["residual_abs_max"] = float(np.abs(residual).max())
+        magnitude = np.abs(residual)
+        info["residual_abs_mean"] = float(magnitude.sum()) / 6.0
+        info["residual_abs_max"] = float(magnitude.max())
         info["base_target"] = self._base_target.copy()
         if not (terminated or truncated):
             self._advance_base()

@@ -83,3 +83,20 @@ def validate_chunk(chunk: Any, batch: int, policy: object) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{type(policy).__name__}.act returned non-finite joint targets")
     return array
+
+
+class ConstantTargetPolicy:
+    """Always propose the same joint targets (benchmarks and physics tests press with it)."""
+
+    chunk_length = 1
+    execution_horizon = 1
+
+    def __init__(self, target: np.ndarray) -> None:
+        self.target = np.asarray(target, dtype=np.float64).reshape(6)
+
+    def reset(self, seed: int | None = None) -> None:
+        return None
+
+    def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
+        batch = len(observations["state"])
+        return np.broadcast_to(self.target, (batch, 1, 6)).copy()

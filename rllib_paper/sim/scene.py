@@ -8,8 +8,10 @@ attached with ``mujoco.MjSpec`` so we never copy or fork it. What we change, and
   hull reaches below the fingertip, so it would hit the table first and the tip could never
   press the sheet. We therefore switch off every hull except those of ``upper_arm`` and
   ``lower_arm`` (their hulls are close to the real shape and keep the forearm out of the
-  table), and let the arm touch the world through the two shipped jaw pads (boxes at the
-  jaw tips) plus a sphere at the fixed jaw's tip, which is the point that presses the sheet.
+  table), and let the jaws touch the world through two 4 mm spheres at their tips (placed
+  on the lowest vertex of each jaw mesh). The package's box jaw pads stay inert, as shipped:
+  a tilted box corner reaches below the tip, and thin-box-on-thin-box contacts let the box
+  sink through the 0.15 mm sheet, while sphere-box contacts stay on its surface.
   No arm self-collision and no hull-paper contact is ever tested.
 * A wrist camera on the gripper body, and the frame, table patches and camera FOV from the
   TaskConfig, so the numbers in DESIGN.md's task table are read back from the model.
@@ -18,6 +20,7 @@ attached with ``mujoco.MjSpec`` so we never copy or fork it. What we change, and
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -26,22 +29,35 @@ import numpy as np
 
 from rllib_paper.config import PhysicsConfig, TaskConfig
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
+# assets/ sits at the repository top level (DESIGN.md layout); the project is installed
+# editable (`make setup`), and RLLIB_PAPER_ASSETS points elsewhere for other layouts.
+ASSETS_DIR = Path(os.environ.get("RLLIB_PAPER_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
 SCENE_XML = ASSETS_DIR / "paper_scene.xml"
 
 ROBOT_PREFIX = "so101/"
 JOINT_NAMES = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 FINGERTIP_GEOM = "fingertip"
+MOVING_TIP_GEOM = "moving_fingertip"
 FINGERTIP_SITE = "fingertip_site"
-PAD_GEOMS = ("fixed_jaw_pad", "moving_jaw_pad", FINGERTIP_GEOM)
+PAD_GEOMS = (FINGERTIP_GEOM, MOVING_TIP_GEOM)
+SHIPPED_PADS = ("fixed_jaw_pad", "moving_jaw_pad")
 COLLIDING_HULL_BODIES = ("upper_arm", "lower_arm")
 TABLE_EXTENT_X = (-0.25, 0.65)
 TABLE_EXTENT_Y = (-0.60, 0.60)
 TABLE_THICKNESS = 0.02
 FINGERTIP_RADIUS = 0.004
+# Contacts of the fingertips engage 0.1 mm early (MuJoCo geom margin), so a tip resting on
+# the sheet (0.15 mm thick) stays out of the table's contact range. Without it a fast
+# touch-down punches through the sheet and the table, not the sheet, carries the press.
+FINGERTIP_MARGIN = 0.0001
+CONTACT_SOLREF = tuple(float(v) for v in os.environ.get("RP_SOLREF", "0.003 1").split())
+CONTACT_SOLIMP = tuple(float(v) for v in os.environ.get("RP_SOLIMP", "0.99 0.995 0.0005").split())
+CONTACT_SOLMIX = float(os.environ.get("RP_SOLMIX", "1000"))
 # Centre of the fingertip sphere in the gripper body frame: the sphere touches the lowest
 # vertex of the fixed-jaw mesh, (-0.0089, -0.0002, -0.1044), measured from the package STL.
 FINGERTIP_POS = (-0.0085, -0.0002, -0.1004)
+# The moving jaw's lowest vertex is (-0.0087, -0.0820, 0.0189) in its body frame (jaw along -y).
+MOVING_TIP_POS = (-0.0087, -0.0780, 0.0189)
 
 BIT_STATIC, BIT_PAPER, BIT_PAD, BIT_ARM = 1, 2, 4, 8
 
@@ -72,7 +88,7 @@ class SceneIds:
     paper_dof: int  # address of the 6 free-joint dofs
     paper_geom: int
     table_geoms: np.ndarray
-    tape_geom: int
+    tape_geoms: np.ndarray
     fingertip_site: int
     fingertip_geom: int
     pad_geoms: np.ndarray
@@ -109,7 +125,8 @@ class SceneIds:
             paper_dof=int(model.jnt_dofadr[paper_joint]),
             paper_geom=find(mujoco.mjtObj.mjOBJ_GEOM, "paper_geom"),
             table_geoms=np.array(table),
-            tape_geom=find(mujoco.mjtObj.mjOBJ_GEOM, "tape_contact"),
+            tape_geoms=np.array([find(mujoco.mjtObj.mjOBJ_GEOM, f"tape_contact_{n}")
+                                 for n in ("left", "right", "near", "far")]),
             fingertip_site=robot(mujoco.mjtObj.mjOBJ_SITE, FINGERTIP_SITE),
             fingertip_geom=robot(mujoco.mjtObj.mjOBJ_GEOM, FINGERTIP_GEOM),
             pad_geoms=np.array([robot(mujoco.mjtObj.mjOBJ_GEOM, n) for n in PAD_GEOMS]),
@@ -126,26 +143,30 @@ def _robot_spec(physics: PhysicsConfig) -> mujoco.MjSpec:
         if geom.contype == 0 and geom.conaffinity == 0:
             continue  # visual mesh
         body_name = geom.parent.name
-        if geom.name in PAD_GEOMS:
-            geom.contype, geom.conaffinity = BIT_PAD, BIT_STATIC | BIT_PAPER
-            geom.friction = [physics.pad_friction, 0.005, 0.0001]
-            geom.condim = 3
+        if geom.name in SHIPPED_PADS:
+            geom.contype, geom.conaffinity = 0, 0
         elif body_name in COLLIDING_HULL_BODIES:
             geom.contype, geom.conaffinity = BIT_ARM, BIT_STATIC
         else:
             geom.contype, geom.conaffinity = 0, 0
     gripper = robot.body("gripper")
-    tip = gripper.add_geom()
-    tip.name = FINGERTIP_GEOM
-    tip.type = mujoco.mjtGeom.mjGEOM_SPHERE
-    tip.size = [FINGERTIP_RADIUS, 0, 0]
-    tip.pos = list(FINGERTIP_POS)
-    tip.contype, tip.conaffinity = BIT_PAD, BIT_STATIC | BIT_PAPER
-    tip.friction = [physics.pad_friction, 0.005, 0.0001]
-    tip.condim = 3
-    tip.group = 3
-    tip.rgba = [0.9, 0.1, 0.1, 1.0]
-    tip.mass = 0.0
+    for body, name, pos in ((gripper, FINGERTIP_GEOM, FINGERTIP_POS),
+                            (robot.body("moving_jaw_so101_v1"), MOVING_TIP_GEOM, MOVING_TIP_POS)):
+        tip = body.add_geom()
+        tip.name = name
+        tip.type = mujoco.mjtGeom.mjGEOM_SPHERE
+        tip.size = [FINGERTIP_RADIUS, 0, 0]
+        tip.pos = list(pos)
+        tip.contype, tip.conaffinity = BIT_PAD, BIT_STATIC | BIT_PAPER
+        tip.friction = [physics.pad_friction, 0.005, 0.0001]
+        tip.condim = 3
+        tip.margin = FINGERTIP_MARGIN
+        tip.solref = list(CONTACT_SOLREF)
+        tip.solimp = [*CONTACT_SOLIMP, 0.5, 2.0]
+        tip.solmix = CONTACT_SOLMIX
+        tip.group = 3
+        tip.rgba = [0.9, 0.1, 0.1, 1.0]
+        tip.mass = 0.0
     site = gripper.add_site()
     site.name = FINGERTIP_SITE
     site.pos = [FINGERTIP_POS[0], FINGERTIP_POS[1], FINGERTIP_POS[2] - FINGERTIP_RADIUS]
@@ -159,31 +180,54 @@ def _robot_spec(physics: PhysicsConfig) -> mujoco.MjSpec:
     return robot
 
 
+def _static_box(body: mujoco.MjSpec, default: mujoco.MjsDefault, name: str, bounds: tuple[float, ...],
+                friction: float) -> None:
+    x0, x1, y0, y1 = bounds
+    geom = body.add_geom(default=default)
+    geom.name = name
+    geom.type = mujoco.mjtGeom.mjGEOM_BOX
+    geom.size = [(x1 - x0) / 2, (y1 - y0) / 2, TABLE_THICKNESS / 2]
+    geom.pos = [(x0 + x1) / 2, (y0 + y1) / 2, -TABLE_THICKNESS / 2]
+    geom.friction = [friction, 0.005, 0.0001]
+    geom.solref, geom.solimp, geom.solmix = list(CONTACT_SOLREF), [*CONTACT_SOLIMP, 0.5, 2.0], CONTACT_SOLMIX
+    geom.rgba = [0, 0, 0, 0]
+    geom.group = 3
+
+
 def _layout_table_and_frame(scene: mujoco.MjSpec, physics: PhysicsConfig, task: TaskConfig) -> None:
-    """Place the frame and tile the table top around it so each patch has one friction."""
+    """Place the frame and tile the table top so each patch has one friction.
+
+    Nine coplanar boxes: four sticky strips exactly under the 20 mm tape, the frame's
+    inner area, and four table patches around the tape's outer edge. Coplanar tiles
+    never overlap, so the sheet always meets either the table or the tape, never both
+    at one spot, and slides from one to the other without an edge to catch on.
+    """
     fx, fy = task.frame_xy
-    hx = task.frame_inner_size[0] / 2 + task.tape_width
-    hy = task.frame_inner_size[1] / 2 + task.tape_width
+    ix, iy, w = task.frame_inner_size[0] / 2, task.frame_inner_size[1] / 2, task.tape_width
+    ox, oy = ix + w, iy + w
     frame = scene.body("tape_frame")
     frame.pos = [fx, fy, 0.0]
-    tape = scene.geom("tape_contact")
-    tape.size = [hx, hy, TABLE_THICKNESS / 2]
-    tape.pos = [0.0, 0.0, -TABLE_THICKNESS / 2]
-    tape.friction = [physics.tape_friction, 0.005, 0.0005]
-    ix, iy, w = task.frame_inner_size[0] / 2, task.frame_inner_size[1] / 2, task.tape_width
-    strips = {
-        "tape_left": ([-(ix + w / 2), 0.0], [w / 2, hy]),
-        "tape_right": ([ix + w / 2, 0.0], [w / 2, hy]),
-        "tape_near": ([0.0, -(iy + w / 2)], [ix, w / 2]),
-        "tape_far": ([0.0, iy + w / 2], [ix, w / 2]),
+    strips = {  # frame-relative (x0, x1, y0, y1) of each tape strip
+        "left": (-ox, -ix, -oy, oy),
+        "right": (ix, ox, -oy, oy),
+        "near": (-ix, ix, -oy, -iy),
+        "far": (-ix, ix, iy, oy),
     }
-    for name, (pos, half) in strips.items():
-        geom = scene.geom(name)
-        geom.pos = [pos[0], pos[1], 0.00005]
-        geom.size = [half[0], half[1], 0.00005]
+    for name, (x0, x1, y0, y1) in strips.items():
+        visual = scene.geom(f"tape_{name}")
+        visual.pos = [(x0 + x1) / 2, (y0 + y1) / 2, 0.00005]
+        visual.size = [(x1 - x0) / 2, (y1 - y0) / 2, 0.00005]
+        sticky = scene.geom(f"tape_contact_{name}")
+        sticky.pos = [(x0 + x1) / 2, (y0 + y1) / 2, -TABLE_THICKNESS / 2]
+        sticky.size = [(x1 - x0) / 2, (y1 - y0) / 2, TABLE_THICKNESS / 2]
+        sticky.friction = [physics.tape_friction, 0.005, 0.0005]
+        sticky.solref, sticky.solimp = list(CONTACT_SOLREF), [*CONTACT_SOLIMP, 0.5, 2.0]
+        sticky.solmix = CONTACT_SOLMIX
 
+    surface = scene.find_default("static_surface")
+    _static_box(frame, surface, "table_surface_inner", (-ix, ix, -iy, iy), physics.table_friction)
     (x0, x1), (y0, y1) = TABLE_EXTENT_X, TABLE_EXTENT_Y
-    hole = (fx - hx, fx + hx, fy - hy, fy + hy)
+    hole = (fx - ox, fx + ox, fy - oy, fy + oy)
     patches = {
         "table_surface_near": (x0, hole[0], y0, y1),
         "table_surface_far": (hole[1], x1, y0, y1),
@@ -191,21 +235,17 @@ def _layout_table_and_frame(scene: mujoco.MjSpec, physics: PhysicsConfig, task: 
         "table_surface_left": (hole[0], hole[1], hole[3], y1),
     }
     table = scene.body("table")
-    for name, (ax, bx, ay, by) in patches.items():
-        if bx - ax <= 1e-6 or by - ay <= 1e-6:
-            continue
-        geom = table.add_geom()
-        geom.name = name
-        geom.classname = scene.find_default("static_surface")
-        geom.type = mujoco.mjtGeom.mjGEOM_BOX
-        geom.size = [(bx - ax) / 2, (by - ay) / 2, TABLE_THICKNESS / 2]
-        geom.pos = [(ax + bx) / 2, (ay + by) / 2, -TABLE_THICKNESS / 2]
-        geom.friction = [physics.table_friction, 0.005, 0.0001]
-        geom.rgba = [0, 0, 0, 0]
-        geom.group = 3
+    for name, bounds in patches.items():
+        if bounds[1] - bounds[0] > 1e-6 and bounds[3] - bounds[2] > 1e-6:
+            _static_box(table, surface, name, bounds, physics.table_friction)
 
 
 def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
+    if not SCENE_XML.is_file():
+        raise FileNotFoundError(
+            f"scene MJCF not found at {SCENE_XML}: install the project editable from its checkout "
+            "(`make setup`) or set RLLIB_PAPER_ASSETS to the repository's assets/ folder"
+        )
     scene = mujoco.MjSpec.from_file(str(SCENE_XML))
     scene.option.timestep = physics.timestep
     paper = scene.geom("paper_geom")

@@ -54,21 +54,33 @@ class FrameGeometry:
     inner_size: tuple[float, float]
     margin: float
 
-    def evaluate(self, paper_xy: np.ndarray, paper_yaw: float, paper_size: tuple[float, float]) -> PlacementResult:
-        """Score a sheet pose; frame axis-aligned with world axes (frame yaw 0)."""
-        center = np.asarray(self.center)
-        offset = np.asarray(paper_xy)[:2] - center
-        yaw_error = wrap_half_turn(paper_yaw)
-        corners = rectangle_corners(offset, yaw_error, paper_size)  # frame-relative
-        allowed = 0.5 * np.asarray(self.inner_size) + self.margin
-        outside = np.maximum(np.abs(corners) - allowed, 0.0)
-        excess = float(np.sqrt((outside**2).sum(axis=1)).max())
-        target = rectangle_corners(np.zeros(2), 0.0, self.inner_size)
-        corner_error = float(np.sqrt(((corners - target) ** 2).sum(axis=1)).max())
+    def evaluate(self, paper_xy, paper_yaw: float, paper_size: tuple[float, float]) -> PlacementResult:
+        """Score a sheet pose against the frame (frame axes = world axes).
+
+        Plain float arithmetic over the four corners: this runs every env step, and on
+        arrays this small numpy's per-call overhead would cost more than the maths.
+        """
+        dx = float(paper_xy[0]) - self.center[0]
+        dy = float(paper_xy[1]) - self.center[1]
+        yaw_error = wrap_half_turn(float(paper_yaw))
+        c, s = math.cos(yaw_error), math.sin(yaw_error)
+        half_w, half_h = 0.5 * paper_size[0], 0.5 * paper_size[1]
+        target_w, target_h = 0.5 * self.inner_size[0], 0.5 * self.inner_size[1]
+        allowed_w, allowed_h = target_w + self.margin, target_h + self.margin
+        worst_excess = worst_error = 0.0
+        for sx, sy in ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)):
+            lx, ly = sx * half_w, sy * half_h
+            px = dx + c * lx - s * ly
+            py = dy + s * lx + c * ly
+            ox = max(abs(px) - allowed_w, 0.0)
+            oy = max(abs(py) - allowed_h, 0.0)
+            worst_excess = max(worst_excess, ox * ox + oy * oy)
+            ex, ey = px - sx * target_w, py - sy * target_h
+            worst_error = max(worst_error, ex * ex + ey * ey)
         return PlacementResult(
-            success=bool(excess == 0.0),
-            distance=float(math.hypot(offset[0], offset[1])),
+            success=worst_excess == 0.0,
+            distance=math.hypot(dx, dy),
             yaw_error=yaw_error,
-            corner_error_mm=1000.0 * corner_error,
-            corner_excess_mm=1000.0 * excess,
+            corner_error_mm=1000.0 * math.sqrt(worst_error),
+            corner_excess_mm=1000.0 * math.sqrt(worst_excess),
         )

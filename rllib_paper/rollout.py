@@ -1,0 +1,152 @@
+"""Seeded episodes of a base policy: one function the serial rollout and the distributed
+evaluation both call, so a seed means the same episode everywhere.
+
+``EpisodeRunner`` builds the env and the policy once and runs many seeds with them (an
+evaluation worker holds one); ``run_episode`` is the one-shot form.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rllib_paper.config import EnvConfig, coerce_env_config
+from rllib_paper.envs.residual import ResidualPaperEnv
+
+ResidualFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class EpisodeRecord:
+    seed: int
+    success: bool  # success at termination (the env terminates on success)
+    success_step: int | None
+    steps: int
+    episode_return: float
+    final_corner_error_mm: float
+    final_corner_excess_mm: float
+    final_distance: float
+    final_yaw_error: float
+    residual_abs_mean: float
+    residual_abs_max: float
+    sim_unstable: bool
+    wall_seconds: float
+    dr: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EpisodeRunner:
+    """One env + base policy (+ optional residual function), reused across seeds."""
+
+    def __init__(self, env_config: EnvConfig | Mapping[str, Any] | None, policy_spec: str | None = None,
+                 residual_fn: ResidualFn | None = None) -> None:
+        config = coerce_env_config(env_config)
+        if policy_spec is not None:
+            config = coerce_env_config(config, residual={**asdict(config.residual), "base_policy": policy_spec})
+        self.config = config
+        self.env = ResidualPaperEnv(config)
+        self.residual_fn = residual_fn
+
+    def run(self, seed: int) -> EpisodeRecord:
+        start = time.perf_counter()
+        obs, info = self.env.reset(seed=int(seed))
+        dr = info["dr"]
+        zero = np.zeros(6, dtype=np.float32)
+        total, steps, success_step = 0.0, 0, None
+        residual_sum, residual_max = 0.0, 0.0
+        while True:
+            action = zero if self.residual_fn is None else self.residual_fn(obs)
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            steps += 1
+            total += reward
+            residual_sum += info["residual_abs_mean"]
+            residual_max = max(residual_max, info["residual_abs_max"])
+            if info["success"] and success_step is None:
+                success_step = steps
+            if terminated or truncated:
+                break
+        return EpisodeRecord(
+            seed=int(seed),
+            success=bool(info["success"]),
+            success_step=success_step,
+            steps=steps,
+            episode_return=float(total),
+            final_corner_error_mm=float(info["corner_error_mm"]),
+            final_corner_excess_mm=float(info["corner_excess_mm"]),
+            final_distance=float(info["distance"]),
+            final_yaw_error=float(info["yaw_error"]),
+            residual_abs_mean=residual_sum / steps,
+            residual_abs_max=residual_max,
+            sim_unstable=bool(info["sim_unstable"]),
+            wall_seconds=time.perf_counter() - start,
+            dr=dict(dr),
+        )
+
+    def run_many(self, seeds: Iterable[int]) -> list[EpisodeRecord]:
+        return [self.run(seed) for seed in seeds]
+
+
+def run_episode(env_spec: EnvConfig | Mapping[str, Any] | None, policy_spec: str, seed: int) -> EpisodeRecord:
+    """Run one seeded episode of base policy ``policy_spec`` (residual 0) and return its record."""
+    return EpisodeRunner(env_spec, policy_spec).run(seed)
+
+
+def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
+    """Success rate with its Wilson interval, plus mean final errors, for a list of episodes."""
+    from rllib_paper.stats import wilson_interval
+
+    n = len(records)
+    successes = sum(r.success for r in records)
+    low, high = wilson_interval(successes, n)
+    return {
+        "episodes": n,
+        "successes": successes,
+        "success_rate": successes / n if n else 0.0,
+        "success_ci95": [low, high],
+        "mean_return": float(np.mean([r.episode_return for r in records])) if n else 0.0,
+        "mean_final_distance": float(np.mean([r.final_distance for r in records])) if n else 0.0,
+        "mean_final_corner_error_mm": float(np.mean([r.final_corner_error_mm for r in records])) if n else 0.0,
+        "sim_unstable": sum(r.sim_unstable for r in records),
+    }
+
+
+def rollout_main(policy: str, episodes: int, seed: int, dr: str, json_out: str | None = None,
+                 quiet: bool = False) -> int:
+    """Serial seeded rollout of a base policy: per-episode lines, then the success rate."""
+    import json
+
+    from tqdm import tqdm
+
+    from rllib_paper.stats import format_rate
+
+    if episodes < 1:
+        from rllib_paper.config import ConfigError
+
+        raise ConfigError(f"episodes={episodes}: allowed range is [1, inf)")
+    runner = EpisodeRunner({"randomization": dr}, policy)
+    records = []
+    bar = tqdm(range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False)
+    for s in bar:
+        record = runner.run(s)
+        records.append(record)
+        if not quiet:
+            tqdm.write(f"seed {s:6d}  {'SUCCESS' if record.success else 'fail   '}  steps {record.steps:3d}  "
+                       f"return {record.episode_return:8.2f}  distance {100 * record.final_distance:5.1f} cm  "
+                       f"corner error {record.final_corner_error_mm:6.1f} mm"
+                       f"{'  SIM UNSTABLE' if record.sim_unstable else ''}")
+    summary = summarize(records)
+    print(f"policy={policy} dr={dr} seeds {seed}..{seed + episodes - 1}: "
+          f"success {format_rate(summary['successes'], summary['episodes'])}; "
+          f"mean final distance {100 * summary['mean_final_distance']:.1f} cm; "
+          f"mean corner error {summary['mean_final_corner_error_mm']:.1f} mm")
+    if json_out:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            json.dump({"summary": summary, "episodes": [r.to_dict() for r in records]}, fh, indent=1)
+    print(json.dumps({"rollout": policy, "dr": dr, **summary}))
+    return 0
