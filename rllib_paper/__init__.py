@@ -3,6 +3,6 @@
 from rllib_paper.envs.registry import PAPER_ENV_ID, RESIDUAL_ENV_ID, register_gym_envs, register_with_rllib
 
 __version__ = "0.1.0"
-__all__ = ["PAPER_ENV_ID", "RESIDUAL_ENV_ID", "register_gym_envs", "register_with_rllib", "__version__"]
+__all__ = ["PAPER_ENV_ID", "RESIDUAL_ENV_ID", "__version__", "register_gym_envs", "register_with_rllib"]
 
 register_gym_envs()

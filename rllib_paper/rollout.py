@@ -131,7 +131,8 @@ def rollout_main(policy: str, episodes: int, seed: int, dr: str, json_out: str |
         raise ConfigError(f"episodes={episodes}: allowed range is [1, inf)")
     runner = EpisodeRunner({"randomization": dr}, policy)
     records = []
-    bar = tqdm(range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False)
+    bar = tqdm(range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep",
+               disable=True if quiet else None, leave=False)
     for s in bar:
         record = runner.run(s)
         records.append(record)

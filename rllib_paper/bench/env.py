@@ -135,4 +135,4 @@ def main(steps: int = 300, rounds: int = 5) -> dict[str, float]:
     return result
 
 
-__all__ = ["main", "run", "press_target", "make_pressing_env"]
+__all__ = ["main", "make_pressing_env", "press_target", "run"]

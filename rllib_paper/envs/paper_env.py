@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
@@ -43,7 +43,7 @@ class PaperSquareEnv(gym.Env):
     """Observation (25, float32): qpos(6), qvel(6), paper pos(3) + quat(4), goal vector(3),
     fingertip pos(3). Reward: the seed's weighted terms, each also in ``info``."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
                  **overrides: Any) -> None:

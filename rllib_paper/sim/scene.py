@@ -19,8 +19,8 @@ attached with ``mujoco.MjSpec`` so we never copy or fork it. What we change, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 

@@ -1,0 +1,51 @@
+# Two entry points for a fresh machine (README): `make demo` and `make test`.
+# Both depend on `setup`, which is idempotent: it re-runs only when pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-stamp
+export MUJOCO_GL ?= egl
+
+.PHONY: setup demo test test-slow test-cluster bench lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@# torch first: 2.13.0 is the local CPU build here; an installed torch (e.g. CUDA) is kept.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# Offscreen rendering without a GPU: Mesa's EGL (software). Installed when apt is usable.
+	@if ! ldconfig -p 2>/dev/null | grep -q libEGL_mesa; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6 >/dev/null; \
+	  else echo "note: install Mesa EGL (libegl1 libegl-mesa0 libgl1-mesa-dri) for offscreen rendering"; fi; \
+	fi
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/rllib-paper rollout --policy scripted --episodes 10 --seed 0 --dr phase2
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+test-cluster: setup
+	$(BIN)/python -m pytest -q -m cluster
+
+bench: setup
+	$(BIN)/rllib-paper bench env
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

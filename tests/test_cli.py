@@ -1,0 +1,31 @@
+"""The console entry point: subcommands run and end with one JSON line."""
+
+import json
+
+from rllib_paper.cli import main
+
+
+def test_rollout_prints_rate_and_json(capsys, tmp_path):
+    out = tmp_path / "episodes.json"
+    assert main(["rollout", "--policy", "zero", "--episodes", "2", "--seed", "0", "--dr", "phase2",
+                 "--quiet", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "Wilson CI" in lines[-2]
+    summary = json.loads(lines[-1])
+    assert summary["episodes"] == 2 and summary["successes"] == 0
+    saved = json.loads(out.read_text())
+    assert [e["seed"] for e in saved["episodes"]] == [0, 1]
+
+
+def test_bad_input_is_one_clear_error(capsys):
+    assert main(["rollout", "--policy", "nonsense", "--episodes", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "residual.base_policy='nonsense': allowed values are" in err
+
+
+def test_bench_env_last_line_is_json(capsys):
+    assert main(["bench", "env", "--steps", "20", "--rounds", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["bench"] == "env" and result["substeps"] == 33
+    assert result["fingertip_paper_contacts"] >= 1  # the benchmark really measures a pressing fingertip
+    assert result["ratio_zero_residual"] > 0 and result["ratio_random_residual"] > 0
