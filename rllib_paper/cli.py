@@ -38,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_rollout(args: argparse.Namespace) -> int:
     from rllib_paper.rollout import rollout_main
 
-    return rollout_main(policy=args.policy, episodes=args.episodes, seed=args.seed, dr=args.dr,
-                        json_out=args.json_out, quiet=args.quiet)
+    return rollout_main(
+        policy=args.policy, episodes=args.episodes, seed=args.seed, dr=args.dr, json_out=args.json_out, quiet=args.quiet
+    )
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -65,5 +66,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
-
-

@@ -26,8 +26,9 @@ class ConfigError(ValueError):
     """A configuration value is missing, unknown or out of its allowed range."""
 
 
-def _check_range(name: str, value: float, low: float | None = None, high: float | None = None,
-                 *, low_open: bool = False) -> None:
+def _check_range(
+    name: str, value: float, low: float | None = None, high: float | None = None, *, low_open: bool = False
+) -> None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ConfigError(f"{name}={value!r}: expected a finite number")
     bad_low = low is not None and (value <= low if low_open else value < low)
@@ -39,8 +40,9 @@ def _check_range(name: str, value: float, low: float | None = None, high: float 
         raise ConfigError(f"{name}={value!r}: allowed range is {bracket}{lo}, {hi}]")
 
 
-def _check_interval(name: str, interval: tuple[float, float], low: float | None = None,
-                    high: float | None = None) -> None:
+def _check_interval(
+    name: str, interval: tuple[float, float], low: float | None = None, high: float | None = None
+) -> None:
     if len(interval) != 2:
         raise ConfigError(f"{name}={interval!r}: expected [min, max]")
     lo, hi = interval
@@ -187,13 +189,21 @@ class RandomizationConfig:
 # friction to +-10 %; paper friction keeps phase 1's +-20 %.
 DR_PRESETS: dict[str, RandomizationConfig] = {
     "none": RandomizationConfig(
-        paper_x=(0.30, 0.30), paper_y=(0.0, 0.0), paper_yaw=(0.0, 0.0),
-        paper_friction_scale=(1.0, 1.0), table_friction_scale=(1.0, 1.0), paper_mass_scale=(1.0, 1.0),
+        paper_x=(0.30, 0.30),
+        paper_y=(0.0, 0.0),
+        paper_yaw=(0.0, 0.0),
+        paper_friction_scale=(1.0, 1.0),
+        table_friction_scale=(1.0, 1.0),
+        paper_mass_scale=(1.0, 1.0),
     ),
     "phase1": RandomizationConfig(),
     "phase2": RandomizationConfig(
-        paper_x=(0.20, 0.35), paper_y=(-0.15, 0.15), paper_yaw=(-0.5, 0.5),
-        paper_friction_scale=(0.8, 1.2), table_friction_scale=(0.9, 1.1), paper_mass_scale=(0.9, 1.1),
+        paper_x=(0.20, 0.35),
+        paper_y=(-0.15, 0.15),
+        paper_yaw=(-0.5, 0.5),
+        paper_friction_scale=(0.8, 1.2),
+        table_friction_scale=(0.9, 1.1),
+        paper_mass_scale=(0.9, 1.1),
     ),
 }
 
@@ -268,8 +278,9 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
             args = get_args(hint)
             if args and args[-1] is not Ellipsis and len(args) != len(value):
                 raise ConfigError(f"{path}={list(value)!r}: expected {len(args)} values")
-            kwargs[name] = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) and float in args
-                                 else v for v in value)
+            kwargs[name] = tuple(
+                float(v) if isinstance(v, int) and not isinstance(v, bool) and float in args else v for v in value
+            )
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -44,8 +44,12 @@ class EpisodeRecord:
 class EpisodeRunner:
     """One env + base policy (+ optional residual function), reused across seeds."""
 
-    def __init__(self, env_config: EnvConfig | Mapping[str, Any] | None, policy_spec: str | None = None,
-                 residual_fn: ResidualFn | None = None) -> None:
+    def __init__(
+        self,
+        env_config: EnvConfig | Mapping[str, Any] | None,
+        policy_spec: str | None = None,
+        residual_fn: ResidualFn | None = None,
+    ) -> None:
         config = coerce_env_config(env_config)
         if policy_spec is not None:
             config = coerce_env_config(config, residual={**asdict(config.residual), "base_policy": policy_spec})
@@ -116,8 +120,9 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     }
 
 
-def rollout_main(policy: str, episodes: int, seed: int, dr: str, json_out: str | None = None,
-                 quiet: bool = False) -> int:
+def rollout_main(
+    policy: str, episodes: int, seed: int, dr: str, json_out: str | None = None, quiet: bool = False
+) -> int:
     """Serial seeded rollout of a base policy: per-episode lines, then the success rate."""
     import json
 
@@ -131,21 +136,26 @@ def rollout_main(policy: str, episodes: int, seed: int, dr: str, json_out: str |
         raise ConfigError(f"episodes={episodes}: allowed range is [1, inf)")
     runner = EpisodeRunner({"randomization": dr}, policy)
     records = []
-    bar = tqdm(range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep",
-               disable=True if quiet else None, leave=False)
+    bar = tqdm(
+        range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False
+    )
     for s in bar:
         record = runner.run(s)
         records.append(record)
         if not quiet:
-            tqdm.write(f"seed {s:6d}  {'SUCCESS' if record.success else 'fail   '}  steps {record.steps:3d}  "
-                       f"return {record.episode_return:8.2f}  distance {100 * record.final_distance:5.1f} cm  "
-                       f"corner error {record.final_corner_error_mm:6.1f} mm"
-                       f"{'  SIM UNSTABLE' if record.sim_unstable else ''}")
+            tqdm.write(
+                f"seed {s:6d}  {'SUCCESS' if record.success else 'fail   '}  steps {record.steps:3d}  "
+                f"return {record.episode_return:8.2f}  distance {100 * record.final_distance:5.1f} cm  "
+                f"corner error {record.final_corner_error_mm:6.1f} mm"
+                f"{'  SIM UNSTABLE' if record.sim_unstable else ''}"
+            )
     summary = summarize(records)
-    print(f"policy={policy} dr={dr} seeds {seed}..{seed + episodes - 1}: "
-          f"success {format_rate(summary['successes'], summary['episodes'])}; "
-          f"mean final distance {100 * summary['mean_final_distance']:.1f} cm; "
-          f"mean corner error {summary['mean_final_corner_error_mm']:.1f} mm")
+    print(
+        f"policy={policy} dr={dr} seeds {seed}..{seed + episodes - 1}: "
+        f"success {format_rate(summary['successes'], summary['episodes'])}; "
+        f"mean final distance {100 * summary['mean_final_distance']:.1f} cm; "
+        f"mean corner error {summary['mean_final_corner_error_mm']:.1f} mm"
+    )
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
             json.dump({"summary": summary, "episodes": [r.to_dict() for r in records]}, fh, indent=1)

@@ -19,5 +19,5 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> tu
 def format_rate(successes: int, trials: int, confidence: float = 0.95) -> str:
     low, high = wilson_interval(successes, trials, confidence)
     rate = successes / trials if trials else 0.0
-    level = int(round(confidence * 100))
+    level = round(confidence * 100)
     return f"{100 * rate:.1f} % ({successes}/{trials}), {level} % Wilson CI [{100 * low:.1f}, {100 * high:.1f}]"

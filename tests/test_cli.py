@@ -7,8 +7,25 @@ from rllib_paper.cli import main
 
 def test_rollout_prints_rate_and_json(capsys, tmp_path):
     out = tmp_path / "episodes.json"
-    assert main(["rollout", "--policy", "zero", "--episodes", "2", "--seed", "0", "--dr", "phase2",
-                 "--quiet", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "rollout",
+                "--policy",
+                "zero",
+                "--episodes",
+                "2",
+                "--seed",
+                "0",
+                "--dr",
+                "phase2",
+                "--quiet",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert "Wilson CI" in lines[-2]
     summary = json.loads(lines[-1])

@@ -18,8 +18,13 @@ def test_defaults_are_the_seed_numbers():
     config = EnvConfig()
     assert config.physics.substeps == 33
     assert config.residual.alpha == 0.7 and config.residual.scale == 0.02
-    assert (config.reward.success, config.reward.distance, config.reward.orientation,
-            config.reward.residual, config.reward.time) == (10.0, -2.0, -0.1, -0.001, -0.01)
+    assert (
+        config.reward.success,
+        config.reward.distance,
+        config.reward.orientation,
+        config.reward.residual,
+        config.reward.time,
+    ) == (10.0, -2.0, -0.1, -0.001, -0.01)
     assert config.task.max_steps == 400
 
 

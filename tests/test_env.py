@@ -143,7 +143,7 @@ def test_success_terminates_with_bonus():
     env = PaperSquareEnv(EnvConfig(randomization=DR_PRESETS["none"]))
     env.reset(seed=0)
     frame = env.ids.frame_center
-    env.data.qpos[env.ids.paper_qpos:env.ids.paper_qpos + 7] = (*frame, 0.000075, 1, 0, 0, 0)
+    env.data.qpos[env.ids.paper_qpos : env.ids.paper_qpos + 7] = (*frame, 0.000075, 1, 0, 0, 0)
     mujoco.mj_forward(env.model, env.data)
     _, reward, terminated, truncated, info = env.step(env.current_target.astype(np.float32))
     assert info["success"] and terminated and not truncated

@@ -57,9 +57,12 @@ def test_tape_is_stickier_than_table(default_model):
 
 def test_only_primitive_fingertips_and_forearm_hulls_collide(default_model):
     model, ids = default_model
-    arm_colliders = [g for g in range(model.ngeom)
-                     if model.body(int(model.geom_bodyid[g])).name.startswith("so101/")
-                     and (model.geom_contype[g] or model.geom_conaffinity[g])]
+    arm_colliders = [
+        g
+        for g in range(model.ngeom)
+        if model.body(int(model.geom_bodyid[g])).name.startswith("so101/")
+        and (model.geom_contype[g] or model.geom_conaffinity[g])
+    ]
     bodies = {model.body(int(model.geom_bodyid[g])).name for g in arm_colliders}
     assert bodies == {"so101/upper_arm", "so101/lower_arm", "so101/gripper", "so101/moving_jaw_so101_v1"}
     for g in arm_colliders:
@@ -125,12 +128,12 @@ def _shove(xy, yaw, velocity):
     data = mujoco.MjData(model)
     data.qpos[ids.joint_qpos] = TaskConfig().home_qpos
     data.ctrl[ids.actuators] = TaskConfig().home_qpos
-    data.qpos[ids.paper_qpos:ids.paper_qpos + 7] = (*xy, 0.000075, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2))
+    data.qpos[ids.paper_qpos : ids.paper_qpos + 7] = (*xy, 0.000075, math.cos(yaw / 2), 0, 0, math.sin(yaw / 2))
     mujoco.mj_step(model, data, nstep=100)
-    before = data.qpos[ids.paper_qpos:ids.paper_qpos + 2].copy()
-    data.qvel[ids.paper_dof:ids.paper_dof + 2] = velocity
+    before = data.qpos[ids.paper_qpos : ids.paper_qpos + 2].copy()
+    data.qvel[ids.paper_dof : ids.paper_dof + 2] = velocity
     mujoco.mj_step(model, data, nstep=1000)
-    return float(np.linalg.norm(data.qpos[ids.paper_qpos:ids.paper_qpos + 2] - before))
+    return float(np.linalg.norm(data.qpos[ids.paper_qpos : ids.paper_qpos + 2] - before))
 
 
 def test_same_push_slides_less_on_tape():

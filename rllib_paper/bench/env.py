@@ -73,8 +73,9 @@ def run(steps: int = 300, rounds: int = 5, seed: int = 0) -> dict[str, float]:
     contacts = fingertip_paper_contacts(env)
 
     gain = env.config.residual.alpha * env.config.residual.scale
-    random_targets = np.clip(env.base_target + gain * random_actions.astype(np.float64),
-                             inner.ids.ctrl_low, inner.ids.ctrl_high)
+    random_targets = np.clip(
+        env.base_target + gain * random_actions.astype(np.float64), inner.ids.ctrl_low, inner.ids.ctrl_high
+    )
 
     def time_raw() -> float:
         mujoco.mj_copyData(raw_data, model, snapshot)
@@ -126,11 +127,15 @@ def main(steps: int = 300, rounds: int = 5) -> dict[str, float]:
     result = run(steps=steps, rounds=rounds)
     print(f"scene with the fingertip pressing the sheet ({result['fingertip_paper_contacts']} pad-paper contacts)")
     print(f"raw mj_step:              {result['raw_mj_step_per_s']:10.0f} physics steps/s")
-    print(f"env, zero residual:       {result['env_steps_per_s_zero_residual']:10.1f} env steps/s "
-          f"x {result['substeps']} substeps -> ratio {result['ratio_zero_residual']:.3f}")
+    print(
+        f"env, zero residual:       {result['env_steps_per_s_zero_residual']:10.1f} env steps/s "
+        f"x {result['substeps']} substeps -> ratio {result['ratio_zero_residual']:.3f}"
+    )
     print(f"raw mj_step, same random targets: {result['raw_mj_step_per_s_random_targets']:10.0f} physics steps/s")
-    print(f"env, random residual:     {result['env_steps_per_s_random_residual']:10.1f} env steps/s "
-          f"x {result['substeps']} substeps -> ratio {result['ratio_random_residual']:.3f}")
+    print(
+        f"env, random residual:     {result['env_steps_per_s_random_residual']:10.1f} env steps/s "
+        f"x {result['substeps']} substeps -> ratio {result['ratio_random_residual']:.3f}"
+    )
     print(json.dumps({"bench": "env", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}))
     return result
 

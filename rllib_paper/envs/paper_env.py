@@ -45,8 +45,9 @@ class PaperSquareEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(
+        self, config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides: Any
+    ) -> None:
         self.config = coerce_env_config(config, **overrides)
         physics, task = self.config.physics, self.config.task
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -57,8 +58,9 @@ class PaperSquareEnv(gym.Env):
         self.ids = SceneIds.from_model(self.model)
         self.substeps = physics.substeps
         self.control_dt = self.substeps * physics.timestep
-        self.frame = FrameGeometry(center=tuple(self.ids.frame_center), inner_size=task.frame_inner_size,
-                                   margin=task.success_margin)
+        self.frame = FrameGeometry(
+            center=tuple(self.ids.frame_center), inner_size=task.frame_inner_size, margin=task.success_margin
+        )
         self.paper_size = physics.paper_size
 
         self._qpos = _as_slice(self.ids.joint_qpos)
@@ -78,8 +80,9 @@ class PaperSquareEnv(gym.Env):
             "paper_inertia": self.model.body_inertia[self.ids.paper_body].copy(),
         }
 
-        self.action_space = gym.spaces.Box(self._low.astype(np.float32), self._high.astype(np.float32),
-                                           dtype=np.float32)
+        self.action_space = gym.spaces.Box(
+            self._low.astype(np.float32), self._high.astype(np.float32), dtype=np.float32
+        )
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float32)
 
         self._state = np.zeros(OBS_DIM)  # float64 observation, kept for base policies
@@ -116,9 +119,15 @@ class PaperSquareEnv(gym.Env):
         mujoco.mj_resetData(self.model, data)
         data.qpos[self._qpos] = self._home
         half_yaw = 0.5 * self._draw.paper_yaw
-        data.qpos[self._paper_qpos] = (self._draw.paper_x, self._draw.paper_y,
-                                       self.config.physics.paper_half_thickness,
-                                       math.cos(half_yaw), 0.0, 0.0, math.sin(half_yaw))
+        data.qpos[self._paper_qpos] = (
+            self._draw.paper_x,
+            self._draw.paper_y,
+            self.config.physics.paper_half_thickness,
+            math.cos(half_yaw),
+            0.0,
+            0.0,
+            math.sin(half_yaw),
+        )
         self._target = self._home.copy()
         data.ctrl[self._ctrl] = self._target
         if self.config.task.settle_steps:

@@ -16,11 +16,13 @@ RESIDUAL_ENV_ID = "rllib_paper/ResidualPaperSquare-v0"
 def register_gym_envs() -> None:
     registered = gymnasium.registry
     if PAPER_ENV_ID not in registered:
-        gymnasium.register(id=PAPER_ENV_ID, entry_point="rllib_paper.envs.paper_env:PaperSquareEnv",
-                           disable_env_checker=True)
+        gymnasium.register(
+            id=PAPER_ENV_ID, entry_point="rllib_paper.envs.paper_env:PaperSquareEnv", disable_env_checker=True
+        )
     if RESIDUAL_ENV_ID not in registered:
-        gymnasium.register(id=RESIDUAL_ENV_ID, entry_point="rllib_paper.envs.residual:ResidualPaperEnv",
-                           disable_env_checker=True)
+        gymnasium.register(
+            id=RESIDUAL_ENV_ID, entry_point="rllib_paper.envs.residual:ResidualPaperEnv", disable_env_checker=True
+        )
 
 
 def _make_residual_env(env_config):

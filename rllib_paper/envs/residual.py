@@ -24,8 +24,13 @@ RESIDUAL_OBS_DIM = OBS_DIM + 6
 class ResidualPaperEnv(gym.Env):
     metadata = PaperSquareEnv.metadata
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None,
-                 base_policy: BasePolicy | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: EnvConfig | Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
+        base_policy: BasePolicy | None = None,
+        **overrides: Any,
+    ) -> None:
         self.config = coerce_env_config(config, **overrides)
         self.env = PaperSquareEnv(self.config, render_mode=render_mode)
         self.render_mode = render_mode

@@ -69,9 +69,7 @@ def make_base_policy(spec: str, config: EnvConfig) -> BasePolicy:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ConfigError(
-            f"residual.base_policy={spec!r}: allowed values are {available_base_policies()}"
-        ) from None
+        raise ConfigError(f"residual.base_policy={spec!r}: allowed values are {available_base_policies()}") from None
     return factory(config)
 
 

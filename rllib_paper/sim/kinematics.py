@@ -21,8 +21,7 @@ ARM_JOINTS = 5  # pan, lift, elbow, wrist flex, wrist roll; the gripper is not u
 class FingertipIK:
     """Solve joint targets that put the fingertip at a point with a chosen jaw-axis direction."""
 
-    def __init__(self, model: mujoco.MjModel, ids: SceneIds, damping: float = 1e-3,
-                 axis_weight: float = 0.05) -> None:
+    def __init__(self, model: mujoco.MjModel, ids: SceneIds, damping: float = 1e-3, axis_weight: float = 0.05) -> None:
         self.model = model
         self.ids = ids
         self.data = mujoco.MjData(model)  # private scratch data: never touches the env's state
@@ -44,8 +43,14 @@ class FingertipIK:
         axis = -self.data.xmat[self.ids.gripper_body].reshape(3, 3)[:, 2]
         return tip, axis
 
-    def solve(self, target: np.ndarray, q_init: np.ndarray, axis: np.ndarray | None = None,
-              iterations: int = 30, tolerance: float = 2e-4) -> tuple[np.ndarray, float]:
+    def solve(
+        self,
+        target: np.ndarray,
+        q_init: np.ndarray,
+        axis: np.ndarray | None = None,
+        iterations: int = 30,
+        tolerance: float = 2e-4,
+    ) -> tuple[np.ndarray, float]:
         """Return (q, position error in metres). q has len(q_init) entries; only the arm moves."""
         q = np.array(q_init, dtype=float)
         error = np.inf

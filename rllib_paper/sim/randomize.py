@@ -12,8 +12,7 @@ import numpy as np
 
 from rllib_paper.config import RandomizationConfig
 
-DR_FIELDS = ("paper_x", "paper_y", "paper_yaw", "paper_friction_scale", "table_friction_scale",
-             "paper_mass_scale")
+DR_FIELDS = ("paper_x", "paper_y", "paper_yaw", "paper_friction_scale", "table_friction_scale", "paper_mass_scale")
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,9 @@ class SceneIds:
             paper_dof=int(model.jnt_dofadr[paper_joint]),
             paper_geom=find(mujoco.mjtObj.mjOBJ_GEOM, "paper_geom"),
             table_geoms=np.array(table),
-            tape_geoms=np.array([find(mujoco.mjtObj.mjOBJ_GEOM, f"tape_contact_{n}")
-                                 for n in ("left", "right", "near", "far")]),
+            tape_geoms=np.array(
+                [find(mujoco.mjtObj.mjOBJ_GEOM, f"tape_contact_{n}") for n in ("left", "right", "near", "far")]
+            ),
             fingertip_site=robot(mujoco.mjtObj.mjOBJ_SITE, FINGERTIP_SITE),
             fingertip_geom=robot(mujoco.mjtObj.mjOBJ_GEOM, FINGERTIP_GEOM),
             pad_geoms=np.array([robot(mujoco.mjtObj.mjOBJ_GEOM, n) for n in PAD_GEOMS]),
@@ -150,8 +151,10 @@ def _robot_spec(physics: PhysicsConfig) -> mujoco.MjSpec:
         else:
             geom.contype, geom.conaffinity = 0, 0
     gripper = robot.body("gripper")
-    for body, name, pos in ((gripper, FINGERTIP_GEOM, FINGERTIP_POS),
-                            (robot.body("moving_jaw_so101_v1"), MOVING_TIP_GEOM, MOVING_TIP_POS)):
+    for body, name, pos in (
+        (gripper, FINGERTIP_GEOM, FINGERTIP_POS),
+        (robot.body("moving_jaw_so101_v1"), MOVING_TIP_GEOM, MOVING_TIP_POS),
+    ):
         tip = body.add_geom()
         tip.name = name
         tip.type = mujoco.mjtGeom.mjGEOM_SPHERE
@@ -180,8 +183,9 @@ def _robot_spec(physics: PhysicsConfig) -> mujoco.MjSpec:
     return robot
 
 
-def _static_box(body: mujoco.MjSpec, default: mujoco.MjsDefault, name: str, bounds: tuple[float, ...],
-                friction: float) -> None:
+def _static_box(
+    body: mujoco.MjSpec, default: mujoco.MjsDefault, name: str, bounds: tuple[float, ...], friction: float
+) -> None:
     x0, x1, y0, y1 = bounds
     geom = body.add_geom(default=default)
     geom.name = name
