@@ -98,3 +98,12 @@ class ConstantTargetPolicy:
     def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
         batch = len(observations["state"])
         return np.broadcast_to(self.target, (batch, 1, 6)).copy()
+
+
+def _scripted_factory(config: EnvConfig) -> BasePolicy:
+    from rllib_paper.policies.scripted import ScriptedPusher
+
+    return ScriptedPusher(config)
+
+
+register_base_policy("scripted", _scripted_factory)

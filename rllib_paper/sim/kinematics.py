@@ -74,3 +74,56 @@ class FingertipIK:
             dq = jac.T @ np.linalg.solve(jjt, residual)
             q[:ARM_JOINTS] = np.clip(q[:ARM_JOINTS] + dq, self._low, self._high)
         return q, error
+
+
+class TwoTipIK:
+    """Place both jaw tips (sphere centres) at two points: the two-finger press.
+
+    A single pressed point cannot turn a rigid sheet (the table's friction has no moment
+    about the point when the press dominates the sheet's weight), two pressed points can.
+    All six joints take part: the jaw opening sets the tips' spacing.
+    """
+
+    def __init__(self, model: mujoco.MjModel, ids: SceneIds, damping: float = 1e-4) -> None:
+        self.model = model
+        self.ids = ids
+        self.data = mujoco.MjData(model)
+        self.damping = damping
+        self._jac = [np.zeros((3, model.nv)), np.zeros((3, model.nv))]
+        self._dofs = ids.joint_dof
+        self._low = model.jnt_range[[model.dof_jntid[d] for d in self._dofs], 0]
+        self._high = model.jnt_range[[model.dof_jntid[d] for d in self._dofs], 1]
+        self._geoms = ids.pad_geoms[:2]
+
+    def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.data.qpos[self.ids.joint_qpos] = q
+        mujoco.mj_kinematics(self.model, self.data)
+        mujoco.mj_comPos(self.model, self.data)
+        return self.data.geom_xpos[self._geoms[0]].copy(), self.data.geom_xpos[self._geoms[1]].copy()
+
+    def solve(
+        self,
+        target_a: np.ndarray,
+        target_b: np.ndarray,
+        q_init: np.ndarray,
+        iterations: int = 30,
+        tolerance: float = 3e-4,
+    ) -> tuple[np.ndarray, float]:
+        q = np.array(q_init, dtype=float)
+        error = np.inf
+        for _ in range(iterations):
+            tip_a, tip_b = self.forward(q)
+            residual = np.concatenate([target_a - tip_a, target_b - tip_b])
+            error = float(np.abs(residual).max())
+            if error < tolerance:
+                break
+            rows = []
+            for geom, jac in zip(self._geoms, self._jac, strict=True):
+                mujoco.mj_jac(
+                    self.model, self.data, jac, None, self.data.geom_xpos[geom], int(self.model.geom_bodyid[geom])
+                )
+                rows.append(jac[:, self._dofs])
+            jac = np.vstack(rows)
+            dq = jac.T @ np.linalg.solve(jac @ jac.T + self.damping * np.eye(6), residual)
+            q = np.clip(q + dq, self._low, self._high)
+        return q, error

@@ -24,6 +24,11 @@ def quat_to_yaw(quat: np.ndarray) -> float:
     return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
+def wrap_angle(angle: float) -> float:
+    """Map an angle to [-pi, pi)."""
+    return (angle + math.pi) % (2 * math.pi) - math.pi
+
+
 def wrap_half_turn(angle: float) -> float:
     """Map an angle to [-pi/2, pi/2): the sheet looks the same after a half turn."""
     return (angle + math.pi / 2) % math.pi - math.pi / 2

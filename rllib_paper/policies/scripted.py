@@ -1,0 +1,288 @@
+"""The scripted pusher: a closed-loop press-and-drag controller on the 25-D observation.
+
+How it moves the sheet. The fingertip presses the sheet (a few newtons) and drags it;
+a single pressed point holds the sheet in translation but lets it pivot (a point contact
+has no torsional grip), and a sheet dragged by a point swings until its centre trails
+the finger along the direction of motion, like a trailer behind a car. So we choose the
+press point to make that swing end in the right orientation: to pull the sheet along
+direction u and finish with yaw 0 (mod pi), press at the material point whose offset
+from the centre, in the aligned sheet's frame, is r * u. Pulling it along u then
+translates the sheet toward the frame *and* turns it into alignment, and the pull
+direction is re-aimed at the frame every control step (closed loop). When the sheet is
+near the frame but still turned, a pivot stroke presses near one end of the long axis
+and sweeps it around the centre. Between strokes the tip lifts, re-plans from the
+latest observation and re-approaches; it holds still once the sheet is inside.
+
+Inverse kinematics: damped least squares on MuJoCo's own Jacobians (sim/kinematics.py),
+warm-started from the previous solution, so each step costs a few Jacobian evaluations.
+Targets are clipped to the joint ranges, the tip never aims lower than the press depth
+and travels between strokes at a hover height above the table.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from enum import Enum
+
+import numpy as np
+
+from rllib_paper.config import ConfigError, EnvConfig
+from rllib_paper.sim.kinematics import ARM_JOINTS, FingertipIK
+from rllib_paper.sim.scene import SceneIds, build_model
+from rllib_paper.sim.task import FrameGeometry, quat_to_yaw, wrap_angle, wrap_half_turn
+
+
+@dataclass(frozen=True)
+class PusherParams:
+    press_offset: float = 0.05  # m, how far from the centre a translation stroke may press
+    corner_inset: float = 0.02  # m, how far inside both edges a corner pull presses
+    turn_speed: float = 0.05  # m/s, finger speed of a corner pull
+    turn_gain: float = 1.5  # pull heading offset per rad of yaw still to turn
+    max_swing: float = 1.0  # rad, largest pull heading offset from the centre->finger line
+    max_turn_steps: int = 70
+    min_reach: float = 0.12  # m, fingertip distance from the base the arm presses well at
+    max_reach: float = 0.34
+    hover_height: float = 0.02  # m, fingertip height while moving between strokes
+    press_depth: float = 0.004  # m, fingertip target below the table top while pressing (~3 N)
+    move_speed: float = 0.25  # m/s, fingertip speed in the air
+    descend_speed: float = 0.10  # m/s
+    drag_speed: float = 0.03
+    position_tolerance: float = 0.004  # m, stop dragging this close to the frame centre
+    yaw_tolerance: float = 0.06  # rad, leave orientation alone below this
+    slip_limit: float = 0.015  # m, re-grasp when the tip has slid this far over the sheet
+    max_stroke_steps: int = 150
+    tilt: float = 0.5  # rad, jaw axis tilt from vertical, leaning away from the robot
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"pusher.{f.name}={value!r}: allowed range is (0, inf)")
+
+
+class Phase(Enum):
+    PLAN = 0
+    APPROACH = 1
+    DESCEND = 2
+    DRAG = 3
+    LIFT = 5
+    HOLD = 6
+
+
+@dataclass
+class _EpisodeState:
+    phase: Phase = Phase.PLAN
+    q: np.ndarray | None = None  # IK warm start / last joint target
+    tip_target: np.ndarray | None = None  # commanded fingertip position (world)
+    press_point: np.ndarray | None = None  # world xy where the current stroke presses
+    grasp_local: np.ndarray | None = None  # press point in the sheet frame at touch-down
+    turning: bool = False
+    turn_sign: float = 1.0
+    turn_start: float = 0.0
+    pull_direction: np.ndarray | None = None
+    steps_in_phase: int = 0
+
+
+class ScriptedPusher:
+    """Base policy protocol: chunk of 1 target, re-decided every control step."""
+
+    chunk_length = 1
+    execution_horizon = 1
+
+    def __init__(self, config: EnvConfig | None = None, params: PusherParams | None = None) -> None:
+        self.config = config or EnvConfig()
+        self.params = params or PusherParams()
+        physics, task = self.config.physics, self.config.task
+        model = build_model(physics, task)
+        self.ids = SceneIds.from_model(model)
+        self.ik = FingertipIK(model, self.ids)
+        self.dt = physics.substeps * physics.timestep
+        self.frame = FrameGeometry(task.frame_xy, task.frame_inner_size, task.success_margin)
+        self.paper_size = physics.paper_size
+        self.surface_z = physics.paper_half_thickness * 2
+        self._home = np.asarray(task.home_qpos, dtype=np.float64)
+        fx, fy = task.frame_xy
+        ix, iy = task.frame_inner_size[0] / 2, task.frame_inner_size[1] / 2
+        ox, oy = ix + task.tape_width, iy + task.tape_width
+        self._tape_boxes = [  # (x0, x1, y0, y1) of the four tape strips in the world
+            (fx - ox, fx - ix, fy - oy, fy + oy),
+            (fx + ix, fx + ox, fy - oy, fy + oy),
+            (fx - ix, fx + ix, fy - oy, fy - iy),
+            (fx - ix, fx + ix, fy + iy, fy + oy),
+        ]
+        self._states: list[_EpisodeState] = []
+
+    def reset(self, seed: int | None = None) -> None:
+        self._states = []
+
+    def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
+        states = np.asarray(observations["state"], dtype=np.float64)
+        targets = np.asarray(observations["target"], dtype=np.float64)
+        while len(self._states) < len(states):
+            self._states.append(_EpisodeState())
+        out = np.empty((len(states), 1, 6))
+        for row, (obs, target) in enumerate(zip(states, targets, strict=True)):
+            out[row, 0] = self._act_one(self._states[row], obs, target)
+        return out
+
+    # ------------------------------------------------------------------ control
+    def _act_one(self, st: _EpisodeState, obs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        p = self.params
+        centre = obs[12:14]
+        yaw = quat_to_yaw(obs[15:19].tolist())
+        goal = centre + obs[19:21]
+        tip = obs[22:25]
+        if st.q is None:
+            st.q = target.copy()
+            st.tip_target = tip.copy()
+        st.steps_in_phase += 1
+        yaw_error = wrap_half_turn(yaw)  # how far the sheet is turned from alignment
+        to_goal = goal - centre
+        distance = math.hypot(to_goal[0], to_goal[1])
+
+        if st.phase is Phase.PLAN:
+            self._plan(st, centre, yaw, yaw_error, to_goal, distance)
+        if st.phase is Phase.APPROACH:
+            aim = np.array([st.press_point[0], st.press_point[1], p.hover_height])
+            st.tip_target = _step_toward(st.tip_target, aim, p.move_speed * self.dt)
+            # The servos sag a few millimetres under gravity: judge arrival in the table plane.
+            arrived = np.array_equal(st.tip_target, aim) and np.linalg.norm(tip[:2] - aim[:2]) < 0.008
+            if arrived or st.steps_in_phase > 60:
+                self._enter(st, Phase.DESCEND)
+        elif st.phase is Phase.DESCEND:
+            aim = np.array([st.press_point[0], st.press_point[1], -p.press_depth])
+            st.tip_target = _step_toward(st.tip_target, aim, p.descend_speed * self.dt)
+            touching = tip[2] < self.surface_z + 0.0015
+            if (touching and st.tip_target[2] <= -0.5 * p.press_depth) or st.steps_in_phase > 40:
+                st.grasp_local = _to_local(tip[:2], centre, yaw)
+                self._enter(st, Phase.DRAG)
+        elif st.phase is Phase.DRAG:
+            slipped = np.linalg.norm(_to_local(tip[:2], centre, yaw) - st.grasp_local) > p.slip_limit
+            if st.turning:
+                # Steer: pull along the current centre->finger line turned toward the needed
+                # rotation; the trailing sheet swings its centre behind the pull direction.
+                diagonal = tip[:2] - centre
+                swing = float(np.clip(p.turn_gain * -yaw_error, -p.max_swing, p.max_swing))
+                heading = math.atan2(diagonal[1], diagonal[0]) + swing
+                direction = np.array([math.cos(heading), math.sin(heading)])
+                speed = p.turn_speed
+                overshot = -yaw_error * st.turn_sign < 0.5 * p.yaw_tolerance
+                wrong_way = -yaw_error * st.turn_sign > st.turn_start + 0.15
+                done = overshot or wrong_way or st.steps_in_phase > p.max_turn_steps
+            else:
+                done = distance < p.position_tolerance
+                direction = to_goal / max(distance, 1e-9)
+                speed = min(p.drag_speed, 2.0 * distance)  # slow down on the final centimetres
+            if done or slipped or st.steps_in_phase > p.max_stroke_steps:
+                self._enter(st, Phase.LIFT)
+            else:
+                st.tip_target[:2] += speed * self.dt * direction
+                st.tip_target[2] = -p.press_depth
+        elif st.phase is Phase.LIFT:
+            aim = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
+            st.tip_target = _step_toward(st.tip_target, aim, p.descend_speed * self.dt)
+            if tip[2] > p.hover_height - 0.008 or st.steps_in_phase > 30:
+                self._enter(st, Phase.PLAN)
+        elif st.phase is Phase.HOLD:
+            if not self.frame.evaluate(centre, yaw, self.paper_size).success:
+                self._enter(st, Phase.PLAN)
+        return self._solve(st)
+
+    def _plan(self, st, centre, yaw, yaw_error, to_goal, distance) -> None:
+        p = self.params
+        if self.frame.evaluate(centre, yaw, self.paper_size).success and distance < 0.01:
+            self._enter(st, Phase.HOLD)
+            st.tip_target = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
+            return
+        if abs(yaw_error) > p.yaw_tolerance:
+            self._plan_turn(st, centre, yaw, yaw_error, to_goal, distance)
+        else:
+            # Translation stroke: press near the centre, but never over the tape. A pressed
+            # rigid sheet bears down hardest under the finger; over the sticky tape that load
+            # holds the sheet while the finger slides across it.
+            u = to_goal / max(distance, 1e-9)
+            st.press_point = self._press_point_off_tape(centre, u)
+            st.pull_direction = None
+            st.turning = False
+        self._enter(st, Phase.APPROACH)
+
+    def _press_point_off_tape(self, centre: np.ndarray, u: np.ndarray) -> np.ndarray:
+        best, best_score = centre, -np.inf
+        for offset in np.linspace(-self.params.press_offset, self.params.press_offset, 7):
+            point = centre + offset * u
+            clearance = min(_distance_to_box(point, box) for box in self._tape_boxes)
+            score = min(clearance, 0.03) - 0.1 * abs(offset)  # clear of tape first, then central
+            if score > best_score:
+                best, best_score = point, score
+        return best
+
+    def _plan_turn(self, st, centre, yaw, yaw_error, to_goal, distance) -> None:
+        """Corner pull: a sheet pressed near a corner trails its centre behind the finger, so
+        pulling along (corner - centre) turned by the needed rotation swings it into line.
+        Of the four corners, take the one whose pull direction heads most toward the frame."""
+        p = self.params
+        needed = -yaw_error
+        goal_heading = math.atan2(to_goal[1], to_goal[0]) if distance > 0.01 else None
+        half = 0.5 * np.asarray(self.paper_size) - p.corner_inset
+        best = None
+        for sx, sy in ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)):
+            corner = centre + _rotate(np.array([sx * half[0], sy * half[1]]), yaw)
+            reach = math.hypot(corner[0], corner[1])
+            if not (p.min_reach <= reach <= p.max_reach):
+                continue
+            offset = corner - centre
+            heading = math.atan2(offset[1], offset[0]) + needed
+            score = 0.0 if goal_heading is None else abs(wrap_angle(heading - goal_heading))
+            score -= 0.3 * (corner[0] < centre[0])  # prefer pulling toward the robot: better reach
+            if best is None or score < best[0]:
+                best = (score, corner, heading)
+        if best is None:  # no reachable corner: fall back to translating
+            st.press_point, st.pull_direction, st.turning = centre.copy(), None, False
+            return
+        _, corner, heading = best
+        st.press_point = corner
+        st.pull_direction = np.array([math.cos(heading), math.sin(heading)])
+        st.turning = True
+        st.turn_sign = math.copysign(1.0, needed)
+        st.turn_start = abs(needed)
+
+    def _enter(self, st: _EpisodeState, phase: Phase) -> None:
+        st.phase = phase
+        st.steps_in_phase = 0
+
+    def _solve(self, st: _EpisodeState) -> np.ndarray:
+        p = self.params
+        target = st.tip_target.copy()
+        target[2] = max(target[2], -p.press_depth)
+        heading = math.atan2(target[1], target[0])
+        axis = np.array([math.sin(p.tilt) * math.cos(heading), math.sin(p.tilt) * math.sin(heading), -math.cos(p.tilt)])
+        q, _ = self.ik.solve(target, st.q, axis=axis, iterations=8, tolerance=3e-4)
+        q[ARM_JOINTS:] = self._home[ARM_JOINTS:]  # keep the jaws closed into one fingertip
+        st.q = q
+        return q
+
+
+def _step_toward(current: np.ndarray, aim: np.ndarray, max_step: float) -> np.ndarray:
+    delta = aim - current
+    norm = float(np.linalg.norm(delta))
+    if norm <= max_step:
+        return aim.copy()
+    return current + delta * (max_step / norm)
+
+
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def _distance_to_box(point: np.ndarray, box: tuple[float, float, float, float]) -> float:
+    x0, x1, y0, y1 = box
+    dx = max(x0 - point[0], 0.0, point[0] - x1)
+    dy = max(y0 - point[1], 0.0, point[1] - y1)
+    return math.hypot(dx, dy)
+
+
+def _to_local(point: np.ndarray, centre: np.ndarray, yaw: float) -> np.ndarray:
+    return _rotate(point - centre, -yaw)
