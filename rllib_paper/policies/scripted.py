@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 import numpy as np
@@ -38,19 +38,30 @@ from rllib_paper.sim.task import FrameGeometry, quat_to_yaw, wrap_angle, wrap_ha
 class PusherParams:
     press_offset: float = 0.05  # m, how far from the centre a translation stroke may press
     corner_inset: float = 0.02  # m, how far inside both edges a corner pull presses
-    turn_speed: float = 0.05  # m/s, finger speed of a corner pull
+    turn_speed: float = 0.07  # m/s, finger speed of a corner pull
     turn_gain: float = 1.5  # pull heading offset per rad of yaw still to turn
     max_swing: float = 1.0  # rad, largest pull heading offset from the centre->finger line
     max_turn_steps: int = 70
+    ahead_bias: float = 0.0
+    steer_gain: float = 0.0  # m of sideways press offset (sheet frame) per rad of yaw error
+    steer_limit: float = 0.05
+    max_translate: float = 0.08  # m of finger travel per translation stroke, then re-plan
+    max_drift: float = 0.12  # rad; a translation stroke that turns the sheet this much further stops
+    tape_clearance: float = 0.001  # m; corner pulls never press this close to the tape
+    wrong_way_limit: float = 0.06  # rad; a corner pull turning the sheet further off is abandoned
     min_reach: float = 0.12  # m, fingertip distance from the base the arm presses well at
     max_reach: float = 0.34
     hover_height: float = 0.02  # m, fingertip height while moving between strokes
     press_depth: float = 0.004  # m, fingertip target below the table top while pressing (~3 N)
-    move_speed: float = 0.25  # m/s, fingertip speed in the air
-    descend_speed: float = 0.10  # m/s
-    drag_speed: float = 0.03
+    move_speed: float = 0.35  # m/s, fingertip speed in the air
+    descend_speed: float = 0.15  # m/s
+    drag_speed: float = 0.10
+    final_yaw_tolerance: float = 0.07  # rad, tighter once the sheet is within final_distance
+    final_distance: float = 0.03
+    arrival_tolerance: float = 0.008  # m, in the table plane, before descending
+    lift_clearance: float = 0.01  # m, tip height at which the next approach may start
     position_tolerance: float = 0.004  # m, stop dragging this close to the frame centre
-    yaw_tolerance: float = 0.06  # rad, leave orientation alone below this
+    yaw_tolerance: float = 0.12  # rad, leave orientation alone below this
     slip_limit: float = 0.015  # m, re-grasp when the tip has slid this far over the sheet
     max_stroke_steps: int = 150
     tilt: float = 0.5  # rad, jaw axis tilt from vertical, leaning away from the robot
@@ -58,8 +69,13 @@ class PusherParams:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"pusher.{f.name}={value!r}: allowed range is (0, inf)")
+            if f.name in _SIGNED_PARAMS:
+                continue
+            if not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"pusher.{f.name}={value!r}: allowed range is [0, inf)")
+
+
+_SIGNED_PARAMS = {"ahead_bias", "steer_gain"}
 
 
 class Phase(Enum):
@@ -81,7 +97,11 @@ class _EpisodeState:
     turning: bool = False
     turn_sign: float = 1.0
     turn_start: float = 0.0
+    corner: int = -1
+    failed_corners: set[int] = field(default_factory=set)
     pull_direction: np.ndarray | None = None
+    stroke_start: np.ndarray | None = None
+    stroke_yaw: float = 0.0
     steps_in_phase: int = 0
 
 
@@ -148,7 +168,7 @@ class ScriptedPusher:
             aim = np.array([st.press_point[0], st.press_point[1], p.hover_height])
             st.tip_target = _step_toward(st.tip_target, aim, p.move_speed * self.dt)
             # The servos sag a few millimetres under gravity: judge arrival in the table plane.
-            arrived = np.array_equal(st.tip_target, aim) and np.linalg.norm(tip[:2] - aim[:2]) < 0.008
+            arrived = np.array_equal(st.tip_target, aim) and np.linalg.norm(tip[:2] - aim[:2]) < p.arrival_tolerance
             if arrived or st.steps_in_phase > 60:
                 self._enter(st, Phase.DESCEND)
         elif st.phase is Phase.DESCEND:
@@ -169,10 +189,14 @@ class ScriptedPusher:
                 direction = np.array([math.cos(heading), math.sin(heading)])
                 speed = p.turn_speed
                 overshot = -yaw_error * st.turn_sign < 0.5 * p.yaw_tolerance
-                wrong_way = -yaw_error * st.turn_sign > st.turn_start + 0.15
+                wrong_way = -yaw_error * st.turn_sign > st.turn_start + p.wrong_way_limit
+                if wrong_way:
+                    st.failed_corners.add(st.corner)
                 done = overshot or wrong_way or st.steps_in_phase > p.max_turn_steps
             else:
-                done = distance < p.position_tolerance
+                travelled = float(np.linalg.norm(st.tip_target[:2] - st.stroke_start))
+                drifted = abs(yaw_error) > st.stroke_yaw + p.max_drift and distance > 0.02
+                done = distance < p.position_tolerance or travelled > p.max_translate or drifted
                 direction = to_goal / max(distance, 1e-9)
                 speed = min(p.drag_speed, 2.0 * distance)  # slow down on the final centimetres
             if done or slipped or st.steps_in_phase > p.max_stroke_steps:
@@ -183,11 +207,11 @@ class ScriptedPusher:
         elif st.phase is Phase.LIFT:
             aim = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
             st.tip_target = _step_toward(st.tip_target, aim, p.descend_speed * self.dt)
-            if tip[2] > p.hover_height - 0.008 or st.steps_in_phase > 30:
+            lifted = st.tip_target[2] >= p.hover_height and tip[2] > p.lift_clearance
+            if lifted or st.steps_in_phase > 10:
                 self._enter(st, Phase.PLAN)
-        elif st.phase is Phase.HOLD:
-            if not self.frame.evaluate(centre, yaw, self.paper_size).success:
-                self._enter(st, Phase.PLAN)
+        elif st.phase is Phase.HOLD and not self.frame.evaluate(centre, yaw, self.paper_size).success:
+            self._enter(st, Phase.PLAN)
         return self._solve(st)
 
     def _plan(self, st, centre, yaw, yaw_error, to_goal, distance) -> None:
@@ -196,24 +220,34 @@ class ScriptedPusher:
             self._enter(st, Phase.HOLD)
             st.tip_target = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
             return
-        if abs(yaw_error) > p.yaw_tolerance:
+        tolerance = p.final_yaw_tolerance if distance < p.final_distance else p.yaw_tolerance
+        if abs(yaw_error) > tolerance:
             self._plan_turn(st, centre, yaw, yaw_error, to_goal, distance)
         else:
-            # Translation stroke: press near the centre, but never over the tape. A pressed
-            # rigid sheet bears down hardest under the finger; over the sticky tape that load
-            # holds the sheet while the finger slides across it.
-            u = to_goal / max(distance, 1e-9)
-            st.press_point = self._press_point_off_tape(centre, u)
-            st.pull_direction = None
-            st.turning = False
+            self._plan_translate(st, centre, yaw, yaw_error, to_goal, distance)
         self._enter(st, Phase.APPROACH)
+
+    def _plan_translate(self, st, centre, yaw, yaw_error, to_goal, distance) -> None:
+        """Translation stroke: press near the centre, never over the tape (a pressed rigid
+        sheet bears down hardest under the finger, and over the sticky tape that load holds
+        the sheet while the finger slides), shifted sideways to steer the yaw drift."""
+        p = self.params
+        u = to_goal / max(distance, 1e-9)
+        steer = float(np.clip(p.steer_gain * yaw_error, -p.steer_limit, p.steer_limit))
+        st.press_point = self._press_point_off_tape(centre + _rotate(np.array([0.0, steer]), yaw), u)
+        st.stroke_start = st.press_point.copy()
+        st.stroke_yaw = abs(yaw_error)
+        st.pull_direction = None
+        st.turning = False
 
     def _press_point_off_tape(self, centre: np.ndarray, u: np.ndarray) -> np.ndarray:
         best, best_score = centre, -np.inf
         for offset in np.linspace(-self.params.press_offset, self.params.press_offset, 7):
             point = centre + offset * u
             clearance = min(_distance_to_box(point, box) for box in self._tape_boxes)
-            score = min(clearance, 0.03) - 0.1 * abs(offset)  # clear of tape first, then central
+            # Clear of the tape first; then ahead of the centre (a pulled sheet trails stably,
+            # a pushed one swings away), or central if ahead_bias is 0.
+            score = min(clearance, 0.03) + self.params.ahead_bias * offset - 0.1 * abs(offset)
             if score > best_score:
                 best, best_score = point, score
         return best
@@ -227,21 +261,26 @@ class ScriptedPusher:
         goal_heading = math.atan2(to_goal[1], to_goal[0]) if distance > 0.01 else None
         half = 0.5 * np.asarray(self.paper_size) - p.corner_inset
         best = None
-        for sx, sy in ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)):
+        if len(st.failed_corners) >= 4:
+            st.failed_corners.clear()
+        for index, (sx, sy) in enumerate(((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))):
+            if index in st.failed_corners:
+                continue
             corner = centre + _rotate(np.array([sx * half[0], sy * half[1]]), yaw)
             reach = math.hypot(corner[0], corner[1])
-            if not (p.min_reach <= reach <= p.max_reach):
+            clearance = min(_distance_to_box(corner, box) for box in self._tape_boxes)
+            if not (p.min_reach <= reach <= p.max_reach) or clearance < p.tape_clearance:
                 continue
             offset = corner - centre
             heading = math.atan2(offset[1], offset[0]) + needed
             score = 0.0 if goal_heading is None else abs(wrap_angle(heading - goal_heading))
             score -= 0.3 * (corner[0] < centre[0])  # prefer pulling toward the robot: better reach
             if best is None or score < best[0]:
-                best = (score, corner, heading)
+                best = (score, corner, heading, index)
         if best is None:  # no reachable corner: fall back to translating
-            st.press_point, st.pull_direction, st.turning = centre.copy(), None, False
+            self._plan_translate(st, centre, yaw, yaw_error, to_goal, distance)
             return
-        _, corner, heading = best
+        _, corner, heading, st.corner = best
         st.press_point = corner
         st.pull_direction = np.array([math.cos(heading), math.sin(heading)])
         st.turning = True
