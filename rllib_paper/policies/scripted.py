@@ -39,15 +39,18 @@ class PusherParams:
     press_offset: float = 0.05  # m, how far from the centre a translation stroke may press
     corner_inset: float = 0.02  # m, how far inside both edges a corner pull presses
     turn_speed: float = 0.07  # m/s, finger speed of a corner pull
-    turn_gain: float = 1.5  # pull heading offset per rad of yaw still to turn
+    turn_gain: float = 1.0  # pull heading offset per rad of yaw still to turn
     max_swing: float = 1.0  # rad, largest pull heading offset from the centre->finger line
-    max_turn_steps: int = 70
+    max_turn_steps: int = 40
     ahead_bias: float = 0.0
     steer_gain: float = 0.0  # m of sideways press offset (sheet frame) per rad of yaw error
     steer_limit: float = 0.05
     max_translate: float = 0.08  # m of finger travel per translation stroke, then re-plan
     max_drift: float = 0.12  # rad; a translation stroke that turns the sheet this much further stops
     tape_clearance: float = 0.001  # m; corner pulls never press this close to the tape
+    min_turn_gain: float = 0.05  # rad; a corner pull that straightens less than this was ineffective
+    max_ineffective_turns: int = 1
+    fallback_yaw_tolerance: float = 0.22
     wrong_way_limit: float = 0.06  # rad; a corner pull turning the sheet further off is abandoned
     min_reach: float = 0.12  # m, fingertip distance from the base the arm presses well at
     max_reach: float = 0.34
@@ -98,6 +101,7 @@ class _EpisodeState:
     turn_sign: float = 1.0
     turn_start: float = 0.0
     corner: int = -1
+    ineffective_turns: int = 0
     failed_corners: set[int] = field(default_factory=set)
     pull_direction: np.ndarray | None = None
     stroke_start: np.ndarray | None = None
@@ -200,6 +204,9 @@ class ScriptedPusher:
                 direction = to_goal / max(distance, 1e-9)
                 speed = min(p.drag_speed, 2.0 * distance)  # slow down on the final centimetres
             if done or slipped or st.steps_in_phase > p.max_stroke_steps:
+                if st.turning:
+                    improved = st.turn_start - abs(yaw_error)
+                    st.ineffective_turns = st.ineffective_turns + 1 if improved < p.min_turn_gain else 0
                 self._enter(st, Phase.LIFT)
             else:
                 st.tip_target[:2] += speed * self.dt * direction
@@ -221,6 +228,10 @@ class ScriptedPusher:
             st.tip_target = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
             return
         tolerance = p.final_yaw_tolerance if distance < p.final_distance else p.yaw_tolerance
+        if st.ineffective_turns >= p.max_ineffective_turns:
+            # Corner pulls stop working once the sheet lies on the tape (its corners stick);
+            # then finish the translation and accept what the tolerance allows.
+            tolerance = max(tolerance, p.fallback_yaw_tolerance)
         if abs(yaw_error) > tolerance:
             self._plan_turn(st, centre, yaw, yaw_error, to_goal, distance)
         else:
