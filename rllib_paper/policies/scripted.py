@@ -56,11 +56,13 @@ class PusherParams:
     max_reach: float = 0.34
     hover_height: float = 0.02  # m, fingertip height while moving between strokes
     press_depth: float = 0.004  # m, fingertip target below the table top while pressing (~3 N)
-    move_speed: float = 0.35  # m/s, fingertip speed in the air
+    move_speed: float = 0.45  # m/s, fingertip speed in the air
     descend_speed: float = 0.15  # m/s
+    lift_speed: float = 0.15  # m/s
     drag_speed: float = 0.10
     final_yaw_tolerance: float = 0.07  # rad, tighter once the sheet is within final_distance
     final_distance: float = 0.03
+    approach_gain: float = 2.0  # 1/s; drag speed is capped at this times the remaining distance
     arrival_tolerance: float = 0.008  # m, in the table plane, before descending
     lift_clearance: float = 0.01  # m, tip height at which the next approach may start
     position_tolerance: float = 0.004  # m, stop dragging this close to the frame centre
@@ -102,6 +104,7 @@ class _EpisodeState:
     turn_start: float = 0.0
     corner: int = -1
     ineffective_turns: int = 0
+    solved_for: np.ndarray | None = None
     failed_corners: set[int] = field(default_factory=set)
     pull_direction: np.ndarray | None = None
     stroke_start: np.ndarray | None = None
@@ -202,18 +205,20 @@ class ScriptedPusher:
                 drifted = abs(yaw_error) > st.stroke_yaw + p.max_drift and distance > 0.02
                 done = distance < p.position_tolerance or travelled > p.max_translate or drifted
                 direction = to_goal / max(distance, 1e-9)
-                speed = min(p.drag_speed, 2.0 * distance)  # slow down on the final centimetres
+                speed = min(p.drag_speed, p.approach_gain * distance)  # slow down on the final centimetres
             if done or slipped or st.steps_in_phase > p.max_stroke_steps:
                 if st.turning:
                     improved = st.turn_start - abs(yaw_error)
                     st.ineffective_turns = st.ineffective_turns + 1 if improved < p.min_turn_gain else 0
+                    if improved < 0.0:
+                        st.failed_corners.add(st.corner)  # it turned the sheet the wrong way
                 self._enter(st, Phase.LIFT)
             else:
                 st.tip_target[:2] += speed * self.dt * direction
                 st.tip_target[2] = -p.press_depth
         elif st.phase is Phase.LIFT:
             aim = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
-            st.tip_target = _step_toward(st.tip_target, aim, p.descend_speed * self.dt)
+            st.tip_target = _step_toward(st.tip_target, aim, p.lift_speed * self.dt)
             lifted = st.tip_target[2] >= p.hover_height and tip[2] > p.lift_clearance
             if lifted or st.steps_in_phase > 10:
                 self._enter(st, Phase.PLAN)
@@ -306,9 +311,12 @@ class ScriptedPusher:
         p = self.params
         target = st.tip_target.copy()
         target[2] = max(target[2], -p.press_depth)
+        if st.solved_for is not None and np.array_equal(target, st.solved_for):
+            return st.q  # the target has not moved: the last solution still holds
+        st.solved_for = target
         heading = math.atan2(target[1], target[0])
         axis = np.array([math.sin(p.tilt) * math.cos(heading), math.sin(p.tilt) * math.sin(heading), -math.cos(p.tilt)])
-        q, _ = self.ik.solve(target, st.q, axis=axis, iterations=8, tolerance=3e-4)
+        q, _ = self.ik.solve(target, st.q, axis=axis, iterations=4, tolerance=5e-4, axis_tolerance=5e-2)
         q[ARM_JOINTS:] = self._home[ARM_JOINTS:]  # keep the jaws closed into one fingertip
         st.q = q
         return q

@@ -10,6 +10,8 @@ enforce by clipping to the joint limits.
 
 from __future__ import annotations
 
+import math
+
 import mujoco
 import numpy as np
 
@@ -29,18 +31,24 @@ class FingertipIK:
         self.axis_weight = axis_weight
         self._jacp = np.zeros((3, model.nv))
         self._jacr = np.zeros((3, model.nv))
-        self._dofs = ids.joint_dof[:ARM_JOINTS]
-        self._qadr = ids.joint_qpos[:ARM_JOINTS]
-        self._low = model.jnt_range[[model.dof_jntid[d] for d in self._dofs], 0]
-        self._high = model.jnt_range[[model.dof_jntid[d] for d in self._dofs], 1]
+        dofs = ids.joint_dof[:ARM_JOINTS]
+        contiguous = bool(np.all(np.diff(dofs) == 1))
+        self._dofs = slice(int(dofs[0]), int(dofs[-1]) + 1) if contiguous else dofs  # slices copy fastest
+        self._qpos = ids.joint_qpos
+        self._low = model.jnt_range[model.dof_jntid[dofs], 0]
+        self._high = model.jnt_range[model.dof_jntid[dofs], 1]
+        self._jac = np.zeros((6, ARM_JOINTS))
+        self._residual = np.zeros(6)
+        self._regulariser = damping * np.eye(6)
+        self._solution = np.zeros(6)
 
     def forward(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fingertip position and jaw axis (unit vector from wrist to tip) for joint angles q."""
-        self.data.qpos[self.ids.joint_qpos[: len(q)]] = q
+        self.data.qpos[self._qpos[: len(q)]] = q
         mujoco.mj_kinematics(self.model, self.data)
         mujoco.mj_comPos(self.model, self.data)
-        tip = self.data.site_xpos[self.ids.fingertip_site].copy()
-        axis = -self.data.xmat[self.ids.gripper_body].reshape(3, 3)[:, 2]
+        tip = self.data.site_xpos[self.ids.fingertip_site]
+        axis = -self.data.xmat[self.ids.gripper_body, 2::3]
         return tip, axis
 
     def solve(
@@ -50,29 +58,45 @@ class FingertipIK:
         axis: np.ndarray | None = None,
         iterations: int = 30,
         tolerance: float = 2e-4,
+        axis_tolerance: float = 1e-2,
     ) -> tuple[np.ndarray, float]:
-        """Return (q, position error in metres). q has len(q_init) entries; only the arm moves."""
+        """Return (q, position error in metres). q has len(q_init) entries; only the arm moves.
+
+        Runs every control step inside the scripted pusher, so the loop avoids numpy calls
+        whose per-call overhead exceeds their arithmetic (np.cross, np.vstack, np.eye).
+        """
         q = np.array(q_init, dtype=float)
-        error = np.inf
+        rows = 6 if axis is not None else 3
+        jac, residual, regulariser = self._jac[:rows], self._residual[:rows], self._regulariser[:rows, :rows]
+        weight = self.axis_weight
+        error = math.inf
         for _ in range(iterations):
             tip, jaw = self.forward(q)
-            err_p = target - tip
-            error = float(np.linalg.norm(err_p))
-            mujoco.mj_jacSite(self.model, self.data, self._jacp, self._jacr, self.ids.fingertip_site)
-            jac = self._jacp[:, self._dofs]
-            residual = err_p
+            dx, dy, dz = target[0] - tip[0], target[1] - tip[1], target[2] - tip[2]
+            error = math.sqrt(dx * dx + dy * dy + dz * dz)
+            residual[:3] = (dx, dy, dz)
+            converged = error < tolerance
             if axis is not None:
-                # Align the jaw axis with `axis`: angular error is jaw x axis (small-angle).
-                err_r = np.cross(jaw, axis)
-                jac = np.vstack([jac, self.axis_weight * self._jacr[:, self._dofs]])
-                residual = np.concatenate([err_p, self.axis_weight * err_r])
-                if error < tolerance and np.linalg.norm(err_r) < 1e-2:
-                    break
-            elif error < tolerance:
+                # Small-angle rotation taking the jaw axis onto `axis`: jaw x axis.
+                ex = jaw[1] * axis[2] - jaw[2] * axis[1]
+                ey = jaw[2] * axis[0] - jaw[0] * axis[2]
+                ez = jaw[0] * axis[1] - jaw[1] * axis[0]
+                residual[3:] = (weight * ex, weight * ey, weight * ez)
+                converged = converged and ex * ex + ey * ey + ez * ez < axis_tolerance**2
+            if converged:
                 break
-            jjt = jac @ jac.T + self.damping * np.eye(jac.shape[0])
-            dq = jac.T @ np.linalg.solve(jjt, residual)
-            q[:ARM_JOINTS] = np.clip(q[:ARM_JOINTS] + dq, self._low, self._high)
+            jacr = self._jacr if axis is not None else None
+            mujoco.mj_jacSite(self.model, self.data, self._jacp, jacr, self.ids.fingertip_site)
+            jac[:3] = self._jacp[:, self._dofs]
+            if axis is not None:
+                jac[3:] = weight * self._jacr[:, self._dofs]
+            # MuJoCo's own Cholesky on the small normal matrix: a tenth of np.linalg.solve's overhead.
+            normal = jac @ jac.T + regulariser
+            mujoco.mju_cholFactor(normal, 0.0)
+            solution = self._solution[:rows]
+            mujoco.mju_cholSolve(solution, normal, residual)
+            dq = jac.T @ solution
+            q[:ARM_JOINTS] = np.minimum(np.maximum(q[:ARM_JOINTS] + dq, self._low), self._high)
         return q, error
 
 
