@@ -38,6 +38,7 @@ test-cluster: setup
 
 bench: setup
 	$(BIN)/rllib-paper bench env
+	$(BIN)/rllib-paper bench pusher
 
 lint: setup
 	$(BIN)/ruff check .

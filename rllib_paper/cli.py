@@ -25,6 +25,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     env = bsub.add_parser("env", help="env step rate against raw MuJoCo with the fingertip pressing the sheet")
     env.add_argument("--steps", type=int, default=300)
     env.add_argument("--rounds", type=int, default=5)
+    pusher = bsub.add_parser("pusher", help="scripted pusher compute per control step vs the env step")
+    pusher.add_argument("--episodes", type=int, default=5)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +50,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from rllib_paper.bench.env import main as bench_env
 
         bench_env(steps=args.steps, rounds=args.rounds)
+    elif args.bench == "pusher":
+        from rllib_paper.bench.pusher import main as bench_pusher
+
+        bench_pusher(episodes=args.episodes)
     return 0
 
 

@@ -46,3 +46,10 @@ def test_bench_env_last_line_is_json(capsys):
     assert result["bench"] == "env" and result["substeps"] == 33
     assert result["fingertip_paper_contacts"] >= 1  # the benchmark really measures a pressing fingertip
     assert result["ratio_zero_residual"] > 0 and result["ratio_random_residual"] > 0
+
+
+def test_bench_pusher_last_line_is_json(capsys):
+    assert main(["bench", "pusher", "--episodes", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["bench"] == "pusher" and result["control_steps"] > 0
+    assert 0 < result["pusher_to_env_step_ratio"] < 1
