@@ -29,10 +29,35 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     pusher.add_argument("--episodes", type=int, default=5)
 
 
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="distributed seeded evaluation into episodes.parquet + report.json")
+    p.add_argument("--policy", default="scripted", help="base policy spec (zero, scripted)")
+    p.add_argument("--checkpoint", default=None, help="residual RLModule / RLlib checkpoint: evaluates base + residual")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="first seed; episodes use seed .. seed+episodes-1")
+    p.add_argument("--seeds-file", default=None, help="file of seeds (one per line or a JSON list); overrides --seed")
+    p.add_argument("--dr", default="phase2", choices=sorted(DR_PRESETS))
+    p.add_argument("--workers", type=int, default=2, help="Ray actors (each takes one CPU)")
+    p.add_argument("--shard-size", type=int, default=8, help="episodes per task; each finished shard is saved")
+    p.add_argument("--out", default="results/eval", help="run directory")
+    p.add_argument("--resume", action="store_true", help="run only the seeds the run directory lacks")
+    p.add_argument("--max-steps", type=int, default=None, help="override the episode length (default 400)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("DIR_A", "DIR_B"),
+        help="paired comparison of two evaluations on the same seeds (exact McNemar test)",
+    )
+    p.add_argument("--compare-out", default=None, help="also write the comparison JSON here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rollout(sub)
+    _add_eval(sub)
     _add_bench(sub)
     return parser
 
@@ -43,6 +68,32 @@ def _run_rollout(args: argparse.Namespace) -> int:
     return rollout_main(
         policy=args.policy, episodes=args.episodes, seed=args.seed, dr=args.dr, json_out=args.json_out, quiet=args.quiet
     )
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    if args.compare:
+        from rllib_paper.report import compare_main
+
+        return compare_main(args.compare[0], args.compare[1], args.compare_out)
+    from rllib_paper.evaluate import EvalConfig, eval_main
+
+    env = {"task": {"max_steps": args.max_steps}} if args.max_steps else {}
+    config = EvalConfig(
+        policy=args.policy,
+        checkpoint=args.checkpoint,
+        episodes=args.episodes,
+        seed=args.seed,
+        seeds_file=args.seeds_file,
+        dr=args.dr,
+        workers=args.workers,
+        out=args.out,
+        resume=args.resume,
+        shard_size=args.shard_size,
+        env=env,
+        address=args.address,
+        progress=not args.no_progress,
+    )
+    return eval_main(config)
 
 
 def _run_bench(args: argparse.Namespace) -> int:
@@ -64,8 +115,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_rollout(args)
         if args.command == "bench":
             return _run_bench(args)
+        if args.command == "eval":
+            return _run_eval(args)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"rllib-paper: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -11,3 +11,19 @@ def default_model():
 
     model = build_model()
     return model, SceneIds.from_model(model)
+
+
+@pytest.fixture(scope="session")
+def ray_local(tmp_path_factory):
+    """One local Ray for the session, its files under pytest's tmp dir; shut down at the end."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            _temp_dir=str(tmp_path_factory.mktemp("ray")),
+        )
+    yield ray
+    ray.shutdown()

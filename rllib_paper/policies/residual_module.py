@@ -1,0 +1,48 @@
+"""Load a trained residual (an RLlib RLModule checkpoint) as a plain obs -> action function.
+
+Evaluation workers run the residual on their own CPU, deterministically: the action is the
+mean of the policy's Gaussian, clipped to [-1, 1]. Accepts either an RLModule directory or
+an RLlib Algorithm checkpoint (whose module lives under learner_group/learner/rl_module/).
+Checkpoints are local files our own training wrote; nothing here reads from the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+MODULE_SUBDIRS = ("", "learner_group/learner/rl_module/default_policy", "rl_module/default_policy")
+
+
+def find_module_dir(checkpoint: str | Path) -> Path:
+    root = Path(checkpoint)
+    for sub in MODULE_SUBDIRS:
+        candidate = root / sub if sub else root
+        if (candidate / "class_and_ctor_args.pkl").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no RLModule checkpoint found in {root}: pass the directory written by `rllib-paper train` "
+        "(an RLlib Algorithm checkpoint) or an RLModule directory saved with save_to_path()"
+    )
+
+
+def load_residual_policy(checkpoint: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    torch.set_num_threads(1)  # one env per worker process: no thread oversubscription
+    module = RLModule.from_checkpoint(str(find_module_dir(checkpoint)))
+    module.eval()
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            batch = {Columns.OBS: torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
+            out = module.forward_inference(batch)
+            inputs = out[Columns.ACTION_DIST_INPUTS][0].numpy()
+        mean = inputs[: len(inputs) // 2]  # diagonal Gaussian: [means, log stds]
+        return np.clip(mean, -1.0, 1.0).astype(np.float32)
+
+    return act

@@ -1,0 +1,195 @@
+"""Distributed evaluation: worker-count independence, resume, worker death, reports, paired test."""
+
+import json
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+from rllib_paper.cli import main
+from rllib_paper.config import ConfigError
+from rllib_paper.evaluate import EvalConfig, Evaluator, evaluate
+from rllib_paper.report import mcnemar
+from rllib_paper.rollout import EpisodeRunner
+
+SHORT = {"task": {"max_steps": 45}}  # short episodes keep the suite fast; the logic is the same
+VOLATILE = ["wall_seconds", "node_id", "worker_pid"]
+
+
+def _config(tmp_path, name, **kw):
+    base = dict(
+        policy="scripted",
+        episodes=12,
+        seed=100,
+        dr="phase2",
+        workers=2,
+        shard_size=3,
+        out=str(tmp_path / name),
+        env=SHORT,
+        progress=False,
+    )
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def _stable(path):
+    return pd.read_parquet(path / "episodes.parquet").drop(columns=VOLATILE)
+
+
+def test_results_do_not_depend_on_worker_count_or_rerun(ray_local, tmp_path):
+    one = evaluate(_config(tmp_path, "w1", workers=1))
+    two = evaluate(_config(tmp_path, "w2", workers=2))
+    again = evaluate(_config(tmp_path, "w2_again", workers=2, shard_size=5))
+    assert one["complete"] and two["complete"] and again["complete"]
+    pd.testing.assert_frame_equal(_stable(tmp_path / "w1"), _stable(tmp_path / "w2"))
+    pd.testing.assert_frame_equal(_stable(tmp_path / "w1"), _stable(tmp_path / "w2_again"))
+    assert one["results"] == two["results"] == again["results"]
+    # ... and equal to the serial episode function on the same seeds.
+    serial = EpisodeRunner(_config(tmp_path, "x").env_config(), "scripted")
+    frame = _stable(tmp_path / "w2").set_index("seed")
+    for seed in (100, 105, 111):
+        record = serial.run(seed)
+        assert frame.loc[seed, "success"] == record.success
+        assert frame.loc[seed, "episode_return"] == record.episode_return
+        assert frame.loc[seed, "final_corner_error_mm"] == record.final_corner_error_mm
+
+
+def test_interrupt_then_resume_runs_only_missing_seeds(ray_local, tmp_path):
+    def interrupt(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    config = _config(tmp_path, "resume", workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        Evaluator(config, on_shard_done=interrupt).run()
+    partial = json.loads((tmp_path / "resume" / "report.json").read_text())
+    assert partial["complete"] is False and partial["episodes_done"] == 6 and partial["episodes_requested"] == 12
+    assert "INCOMPLETE" in (tmp_path / "resume" / "summary.md").read_text()
+
+    with pytest.raises(ConfigError, match="already holds evaluation shards: pass --resume"):
+        evaluate(config)
+
+    resumed = Evaluator(_config(tmp_path, "resume", workers=1, resume=True))
+    report = resumed.run()
+    assert resumed.episodes_run == 6 and report["complete"] and report["episodes_done"] == 12
+    full = evaluate(_config(tmp_path, "uninterrupted", workers=2))
+    pd.testing.assert_frame_equal(_stable(tmp_path / "resume"), _stable(tmp_path / "uninterrupted"))
+    assert report["results"] == full["results"]
+
+
+def test_resume_refuses_a_different_configuration(ray_local, tmp_path):
+    evaluate(_config(tmp_path, "a", episodes=3))
+    with pytest.raises(ConfigError, match="--resume: dr differs"):
+        evaluate(_config(tmp_path, "a", episodes=3, dr="phase1", resume=True))
+
+
+def test_killed_worker_is_replaced_and_its_shard_retried(ray_local, tmp_path):
+    import ray
+
+    evaluator = None
+    killed = []
+
+    def kill_a_worker(done, total):
+        if done == 1 and not killed:
+            pid = ray.get(evaluator.workers[1].pid.remote(), timeout=30)
+            os.kill(pid, signal.SIGKILL)  # a process this test's evaluation started
+            killed.append(pid)
+
+    evaluator = Evaluator(_config(tmp_path, "killed", episodes=15, workers=2), on_shard_done=kill_a_worker)
+    report = evaluator.run()
+    episodes = pd.read_parquet(tmp_path / "killed" / "episodes.parquet")
+    assert killed and report["run"]["worker_failures"] >= 1
+    assert report["complete"] and sorted(episodes["seed"]) == list(range(100, 115))
+    assert killed[0] not in set(episodes["worker_pid"]) or episodes["seed"].is_unique
+    assert episodes["seed"].is_unique
+
+
+def test_report_schema(ray_local, tmp_path):
+    report = evaluate(_config(tmp_path, "schema", episodes=6))
+    saved = json.loads((tmp_path / "schema" / "report.json").read_text())
+    assert saved == json.loads(json.dumps(report))
+    assert saved["schema_version"] == 1 and saved["complete"] is True
+    results = saved["results"]
+    for key in ("success", "success_once", "success_at_end"):
+        low, high = results[key]["ci95"]
+        assert 0.0 <= low <= results[key]["rate"] <= high <= 1.0
+    assert set(results["by_dr_bin"]) == {
+        "paper_x",
+        "paper_y",
+        "paper_yaw",
+        "paper_friction_scale",
+        "table_friction_scale",
+        "paper_mass_scale",
+    }
+    assert sum(b["episodes"] for b in results["by_dr_bin"]["paper_x"]) == 6
+    assert saved["provenance"]["packages"]["mujoco"] and saved["provenance"]["git_commit"]
+    assert (tmp_path / "schema" / "success_by_dr_bin.png").stat().st_size > 1000
+    columns = set(pd.read_parquet(tmp_path / "schema" / "episodes.parquet").columns)
+    assert {
+        "seed",
+        "success",
+        "success_step",
+        "final_corner_error_mm",
+        "final_distance",
+        "final_yaw_error",
+        "steps",
+        "episode_return",
+        "residual_abs_mean",
+        "residual_abs_max",
+        "sim_unstable",
+        "node_id",
+        "wall_seconds",
+        "dr_paper_x",
+        "dr_paper_mass_scale",
+    } <= columns
+
+
+def test_mcnemar_exact_by_hand():
+    a = pd.DataFrame({"seed": range(10), "success": [1, 1, 1, 1, 0, 0, 0, 0, 0, 0]})
+    b = pd.DataFrame({"seed": range(10), "success": [1, 1, 0, 0, 1, 1, 1, 1, 0, 0]})
+    result = mcnemar(a, b)
+    assert result["table"] == {"both": 2, "only_a": 2, "only_b": 4, "neither": 2}
+    # Exact two-sided binomial test of 2 vs 4 discordant pairs: p = 2 * P(X <= 2 | n=6, 1/2) = 44/64.
+    assert result["mcnemar_exact_p"] == pytest.approx(44 / 64)
+    with pytest.raises(ValueError, match="same seeds"):
+        mcnemar(a, b.assign(seed=range(1, 11)))
+
+
+def test_cli_eval_and_compare(ray_local, tmp_path, capsys):
+    common = [
+        "--episodes",
+        "4",
+        "--seed",
+        "7",
+        "--dr",
+        "phase2",
+        "--workers",
+        "2",
+        "--shard-size",
+        "2",
+        "--max-steps",
+        "45",
+        "--no-progress",
+    ]
+    assert main(["eval", "--policy", "zero", "--out", str(tmp_path / "zero"), *common]) == 0
+    assert main(["eval", "--policy", "scripted", "--out", str(tmp_path / "scripted"), *common]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "eval",
+                "--compare",
+                str(tmp_path / "zero"),
+                str(tmp_path / "scripted"),
+                "--compare-out",
+                str(tmp_path / "cmp.json"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "exact McNemar p" in out
+    result = json.loads(out.strip().splitlines()[-1])["compare"]
+    assert sum(result["table"].values()) == 4
+    assert json.loads((tmp_path / "cmp.json").read_text())["table"] == result["table"]
