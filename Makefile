@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/rllib-paper rollout --policy scripted --episodes 10 --seed 0 --dr phase2
+	$(BIN)/rllib-paper eval --policy scripted --episodes 24 --seed 1000 --dr phase2 --workers 2 --out runs/demo-eval --resume
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -39,6 +39,7 @@ test-cluster: setup
 bench: setup
 	$(BIN)/rllib-paper bench env
 	$(BIN)/rllib-paper bench pusher
+	$(BIN)/rllib-paper bench eval
 
 lint: setup
 	$(BIN)/ruff check .

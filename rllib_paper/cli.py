@@ -27,6 +27,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     env.add_argument("--rounds", type=int, default=5)
     pusher = bsub.add_parser("pusher", help="scripted pusher compute per control step vs the env step")
     pusher.add_argument("--episodes", type=int, default=5)
+    ev = bsub.add_parser("eval", help="evaluation episodes/s with 1 and 2 Ray workers")
+    ev.add_argument("--episodes", type=int, default=16)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -105,6 +107,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from rllib_paper.bench.pusher import main as bench_pusher
 
         bench_pusher(episodes=args.episodes)
+    elif args.bench == "eval":
+        from rllib_paper.bench.eval import main as bench_eval
+
+        bench_eval(episodes=args.episodes)
     return 0
 
 
