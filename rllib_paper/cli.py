@@ -55,11 +55,29 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare-out", default=None, help="also write the comparison JSON here")
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="residual PPO on Ray RLlib into a run directory (checkpoints, metrics)")
+    p.add_argument("--config", default=None, help="TrainConfig YAML (e.g. configs/residual_scripted.yaml)")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set ppo.lr=1e-4 --set env.dr=phase1 (repeatable)",
+    )
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--address", default=None, help="Ray address ('auto' joins a running cluster; default local)")
+    p.add_argument("--quiet", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rollout(sub)
     _add_eval(sub)
+    _add_train(sub)
     _add_bench(sub)
     return parser
 
@@ -98,6 +116,21 @@ def _run_eval(args: argparse.Namespace) -> int:
     return eval_main(config)
 
 
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+
+    from rllib_paper.train import train
+    from rllib_paper.train_config import load_train_config
+
+    assignments = list(args.assignments)
+    if args.address:
+        assignments.append(f"address={args.address}")
+    config = load_train_config(args.config, assignments)
+    summary = train(config, args.out, resume=args.resume, quiet=args.quiet)
+    print(json.dumps({"train": summary}))
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     if args.bench == "env":
         from rllib_paper.bench.env import main as bench_env
@@ -123,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_bench(args)
         if args.command == "eval":
             return _run_eval(args)
+        if args.command == "train":
+            return _run_train(args)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
         return 2

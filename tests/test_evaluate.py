@@ -193,3 +193,37 @@ def test_cli_eval_and_compare(ray_local, tmp_path, capsys):
     result = json.loads(out.strip().splitlines()[-1])["compare"]
     assert sum(result["table"].values()) == 4
     assert json.loads((tmp_path / "cmp.json").read_text())["table"] == result["table"]
+
+
+@pytest.fixture(scope="module")
+def residual_checkpoint(tmp_path_factory):
+    """An untrained RLlib PPO module saved the way training saves it: a real checkpoint on disk."""
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_paper.envs.residual import ResidualPaperEnv
+
+    env = ResidualPaperEnv({"randomization": "phase2"})
+    spec = RLModuleSpec(
+        module_class=DefaultPPOTorchRLModule,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config={"fcnet_hiddens": [16, 16]},
+    )
+    path = tmp_path_factory.mktemp("module")
+    spec.build().save_to_path(str(path))
+    return str(path)
+
+
+def test_base_plus_residual_checkpoint(ray_local, tmp_path, residual_checkpoint):
+    one = evaluate(_config(tmp_path, "res1", episodes=4, workers=1, checkpoint=residual_checkpoint))
+    two = evaluate(_config(tmp_path, "res2", episodes=4, workers=2, checkpoint=residual_checkpoint, shard_size=1))
+    assert one["complete"] and two["complete"]
+    assert one["results"]["means"]["residual_abs_mean"]["mean"] > 0
+    assert one["config"]["checkpoint"] == residual_checkpoint
+    pd.testing.assert_frame_equal(_stable(tmp_path / "res1"), _stable(tmp_path / "res2"))
+
+
+def test_missing_checkpoint_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="checkpoint='/no/such/dir': no such file or directory"):
+        _config(tmp_path, "x", checkpoint="/no/such/dir")

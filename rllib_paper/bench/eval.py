@@ -21,7 +21,7 @@ def _throughput(workers: int, seeds: list[int], shard_size: int, env_config: dic
     actors = [_worker_class().remote(env_config, policy, None) for _ in range(workers)]
     ray.get([a.pid.remote() for a in actors])  # wait until every env is built
     ray.get([a.run_shard.remote(seeds[:1]) for a in actors])  # warm caches
-    queue = deque(seeds[i:i + shard_size] for i in range(0, len(seeds), shard_size))
+    queue = deque(seeds[i : i + shard_size] for i in range(0, len(seeds), shard_size))
     pending = {}
     start = time.perf_counter()
     for index, actor in enumerate(actors):
@@ -54,14 +54,22 @@ def run(episodes: int = 16, policy: str = "scripted", dr: str = "phase2", shard_
     finally:
         if started:
             ray.shutdown()
-    return {"episodes": episodes, "policy": policy, "dr": dr, "episodes_per_s_1_worker": one,
-            "episodes_per_s_2_workers": two, "ratio_2_vs_1": two / one}
+    return {
+        "episodes": episodes,
+        "policy": policy,
+        "dr": dr,
+        "episodes_per_s_1_worker": one,
+        "episodes_per_s_2_workers": two,
+        "ratio_2_vs_1": two / one,
+    }
 
 
 def main(episodes: int = 16) -> dict:
     result = run(episodes=episodes)
     print(f"1 worker : {result['episodes_per_s_1_worker']:.2f} episodes/s")
-    print(f"2 workers: {result['episodes_per_s_2_workers']:.2f} episodes/s  ratio {result['ratio_2_vs_1']:.2f} "
-          "(target >= 1.7)")
+    print(
+        f"2 workers: {result['episodes_per_s_2_workers']:.2f} episodes/s  ratio {result['ratio_2_vs_1']:.2f} "
+        "(target >= 1.7)"
+    )
     print(json.dumps({"bench": "eval", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}))
     return result

@@ -8,6 +8,7 @@ With residual 0 the commanded targets are exactly the base policy's (tested).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,10 +16,24 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
-from rllib_paper.envs.paper_env import OBS_DIM, PaperSquareEnv
+from rllib_paper.envs.paper_env import OBS_DIM, REWARD_TERMS, PaperSquareEnv
 from rllib_paper.policies.base import BasePolicy, make_base_policy, validate_chunk
 
 RESIDUAL_OBS_DIM = OBS_DIM + 6
+
+
+def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float], list[float]]:
+    """A fixed (center, scale) per residual-observation value, for the policy network's input.
+
+    Typical magnitudes, not statistics: joint angles around the home pose in half radians,
+    velocities in 2 rad/s, positions in decimetres around the workspace, quaternions as is.
+    Fixed, so a checkpoint needs no running-filter state (see residual_rl_module.py).
+    """
+    home = list((config or EnvConfig()).task.home_qpos)
+    center = [*home, *[0.0] * 6, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.1, 0.0, 0.0, 0.2, 0.0, 0.05, *home]
+    scale = [*[0.5] * 6, *[2.0] * 6, 0.1, 0.1, 0.01, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.1, 0.1, 0.1, *[0.5] * 6]
+    assert len(center) == len(scale) == RESIDUAL_OBS_DIM
+    return center, scale
 
 
 class ResidualPaperEnv(gym.Env):
@@ -44,6 +59,10 @@ class ResidualPaperEnv(gym.Env):
         self._base_target = np.zeros(6)
         self._obs = np.zeros(RESIDUAL_OBS_DIM, dtype=np.float32)
         self.base_calls = 0
+        self.node_id = _ray_node_id()
+        self._totals = dict.fromkeys(REWARD_TERMS, 0.0)
+        self._residual_abs_sum = 0.0
+        self._return = 0.0
 
     @property
     def base_target(self) -> np.ndarray:
@@ -58,6 +77,10 @@ class ResidualPaperEnv(gym.Env):
         self.base_policy.reset(seed=info["episode_seed"])
         self._chunk = None
         self._advance_base()
+        self._totals = dict.fromkeys(REWARD_TERMS, 0.0)
+        self._residual_abs_sum = 0.0
+        self._return = 0.0
+        info["node_id"] = self.node_id
         info["base_target"] = self._base_target.copy()
         return self._observation(obs), info
 
@@ -71,15 +94,41 @@ class ResidualPaperEnv(gym.Env):
         info["residual_abs_mean"] = float(magnitude.sum()) / 6.0
         info["residual_abs_max"] = float(magnitude.max())
         info["base_target"] = self._base_target.copy()
-        if not (terminated or truncated):
+        reward += penalty
+        self._accumulate(info, reward)
+        if terminated or truncated:
+            info["episode_summary"] = self._episode_summary(info)
+        else:
             self._advance_base()
-        return self._observation(obs), reward + penalty, terminated, truncated, info
+        return self._observation(obs), reward, terminated, truncated, info
 
     def render(self):
         return self.env.render()
 
     def close(self) -> None:
         self.env.close()
+
+    def _accumulate(self, info: dict[str, Any], reward: float) -> None:
+        totals = self._totals
+        for term in REWARD_TERMS:
+            totals[term] += info[f"reward_{term}"]
+        self._residual_abs_sum += info["residual_abs_mean"]
+        self._return += reward
+
+    def _episode_summary(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Whole-episode figures at the last step, so trainers need no per-step callbacks."""
+        steps = info["step"]
+        return {
+            "success": bool(info["success"]),
+            "length": int(steps),
+            "return": float(self._return),
+            "residual_abs_mean": self._residual_abs_sum / max(steps, 1),
+            "final_distance": float(info["distance"]),
+            "final_yaw_error": float(abs(info["yaw_error"])),
+            "sim_unstable": bool(info["sim_unstable"]),
+            "node_id": self.node_id,
+            **{f"reward_{term}": float(value) for term, value in self._totals.items()},
+        }
 
     def _advance_base(self) -> None:
         """Take the next target from the cached chunk, querying the policy when it runs out."""
@@ -96,3 +145,11 @@ class ResidualPaperEnv(gym.Env):
         self._obs[:OBS_DIM] = obs
         self._obs[OBS_DIM:] = self._base_target
         return self._obs.copy()
+
+
+def _ray_node_id() -> str:
+    """The Ray node this env lives on ("local" outside Ray): lets training report placement."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return "local"

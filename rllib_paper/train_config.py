@@ -1,0 +1,240 @@
+"""TrainConfig: one typed, validated description of a residual-PPO run.
+
+A run is fully described by this object (YAML file + ``--set key=value`` overrides), and
+its snapshot in the run directory is what ``--resume`` and the evaluation read back. It
+holds no Ray objects so it can be validated, printed and diffed before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig, _check_range, coerce_env_config, from_dict
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        hi = "inf" if high is None else str(high)
+        raise ConfigError(f"{name}={value!r}: allowed range is [{low}, {hi}] integers")
+
+
+@dataclass(frozen=True)
+class EnvSection:
+    """The task side of a run: DR preset, base policy, residual gain, reward weights.
+
+    ``overrides`` holds any further EnvConfig sections (physics, task) as a mapping, so every
+    env number stays configurable from YAML without a second copy of its schema here.
+    """
+
+    dr: str = "phase2"
+    base_policy: str = "scripted"
+    alpha: float = 0.7
+    scale: float = 0.02
+    reward: dict[str, float] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dr not in DR_PRESETS:
+            raise ConfigError(f"env.dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
+        for key in ("reward", "residual", "randomization"):
+            if key in self.overrides:
+                raise ConfigError(f"env.overrides.{key}: set it with env.dr / env.alpha / env.scale / env.reward")
+        self.env_config()  # validates every env number now, not inside a worker
+
+    def env_config(self) -> EnvConfig:
+        return coerce_env_config(
+            dict(self.overrides),
+            dr=self.dr,
+            residual={"alpha": self.alpha, "scale": self.scale, "base_policy": self.base_policy},
+            reward=dict(self.reward),
+        )
+
+
+@dataclass(frozen=True)
+class PPOSection:
+    """PPO and network settings. Seed defaults: lr 3e-4, 10 epochs, clip 0.2, entropy 0.005."""
+
+    lr: float = 3e-4
+    num_epochs: int = 10
+    clip_param: float = 0.2
+    entropy_coeff: float = 0.005
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    train_batch_size: int = 4000  # env steps per iteration (over all runners)
+    minibatch_size: int = 256
+    vf_loss_coeff: float = 0.5
+    # RLlib clips the value loss at vf_clip_param; our returns reach tens, so a small clip would
+    # zero the value gradient. Large by default, still configurable.
+    vf_clip_param: float = 1000.0
+    grad_clip: float = 0.5
+    use_kl_loss: bool = True
+    kl_coeff: float = 0.2
+    kl_target: float = 0.01
+    hiddens: tuple[int, ...] = (256, 256)
+    # Residual starts as the base: zero mean (last layer zero-initialised) and this std.
+    init_std: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_range("ppo.lr", self.lr, 0.0, 1.0, low_open=True)
+        _check_int("ppo.num_epochs", self.num_epochs, 1, 1000)
+        _check_range("ppo.clip_param", self.clip_param, 0.0, 10.0, low_open=True)
+        _check_range("ppo.entropy_coeff", self.entropy_coeff, 0.0, 10.0)
+        _check_range("ppo.gamma", self.gamma, 0.0, 1.0)
+        _check_range("ppo.lambda_", self.lambda_, 0.0, 1.0)
+        _check_int("ppo.train_batch_size", self.train_batch_size, 1)
+        _check_int("ppo.minibatch_size", self.minibatch_size, 1, self.train_batch_size)
+        _check_range("ppo.vf_loss_coeff", self.vf_loss_coeff, 0.0, 1e3)
+        _check_range("ppo.vf_clip_param", self.vf_clip_param, 0.0, 1e9, low_open=True)
+        _check_range("ppo.grad_clip", self.grad_clip, 0.0, 1e9, low_open=True)
+        if not isinstance(self.use_kl_loss, bool):
+            raise ConfigError(f"ppo.use_kl_loss={self.use_kl_loss!r}: expected true or false")
+        _check_range("ppo.kl_coeff", self.kl_coeff, 0.0, 1e3)
+        _check_range("ppo.kl_target", self.kl_target, 0.0, 10.0, low_open=True)
+        if not self.hiddens or any(not isinstance(h, int) or h < 1 for h in self.hiddens):
+            raise ConfigError(f"ppo.hiddens={list(self.hiddens)!r}: expected a list of positive layer sizes")
+        _check_range("ppo.init_std", self.init_std, 0.0, 10.0, low_open=True)
+
+
+@dataclass(frozen=True)
+class EnvRunnersSection:
+    """Where sampling runs: each runner is a Ray actor with its own MuJoCo envs."""
+
+    num_env_runners: int = 2
+    num_envs_per_env_runner: int = 1
+    num_cpus_per_env_runner: float = 1.0
+    # e.g. {"cpu_node": 0.01} pins runners to nodes started with --resources '{"cpu_node": N}'.
+    custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
+    sample_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        _check_int("env_runners.num_env_runners", self.num_env_runners, 0, 10_000)
+        _check_int("env_runners.num_envs_per_env_runner", self.num_envs_per_env_runner, 1, 1024)
+        _check_range("env_runners.num_cpus_per_env_runner", self.num_cpus_per_env_runner, 0.0, 1024.0)
+        for name, amount in self.custom_resources_per_env_runner.items():
+            _check_range(f"env_runners.custom_resources_per_env_runner.{name}", amount, 0.0, 1e6)
+        _check_range("env_runners.sample_timeout_s", self.sample_timeout_s, 0.0, 1e6, low_open=True)
+
+
+@dataclass(frozen=True)
+class LearnersSection:
+    """num_learners 0 = one learner in the driver process; gpu "auto" uses a GPU when torch sees one."""
+
+    num_learners: int = 0
+    gpu: str = "auto"  # "auto" | "yes" | "no"
+    torch_threads: int = 2
+
+    def __post_init__(self) -> None:
+        _check_int("learners.num_learners", self.num_learners, 0, 1024)
+        if self.gpu not in ("auto", "yes", "no"):
+            raise ConfigError(f"learners.gpu={self.gpu!r}: allowed values are ['auto', 'no', 'yes']")
+        _check_int("learners.torch_threads", self.torch_threads, 1, 1024)
+
+
+@dataclass(frozen=True)
+class StopSection:
+    """The run stops at the first limit reached; 0 means no limit of that kind."""
+
+    iterations: int = 0
+    env_steps: int = 0
+    wall_minutes: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_int("stop.iterations", self.iterations, 0)
+        _check_int("stop.env_steps", self.env_steps, 0)
+        _check_range("stop.wall_minutes", self.wall_minutes, 0.0, 1e6)
+        if not (self.iterations or self.env_steps or self.wall_minutes):
+            raise ConfigError("stop: set at least one of iterations, env_steps, wall_minutes (all are 0)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    env: EnvSection = field(default_factory=EnvSection)
+    ppo: PPOSection = field(default_factory=PPOSection)
+    env_runners: EnvRunnersSection = field(default_factory=EnvRunnersSection)
+    learners: LearnersSection = field(default_factory=LearnersSection)
+    stop: StopSection = field(default_factory=lambda: StopSection(iterations=10))
+    seed: int = 0
+    checkpoint_every: int = 10  # iterations; the best (by success over 100 episodes) and final are kept too
+    success_window: int = 100  # episodes in the rolling success rate
+    address: str | None = None  # Ray address ("auto" joins a running cluster); None: local Ray or RAY_ADDRESS
+
+    def __post_init__(self) -> None:
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_int("checkpoint_every", self.checkpoint_every, 1)
+        _check_int("success_window", self.success_window, 1)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
+        return from_dict(cls, dict(data or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars or lists: 3e-4, true, [64, 64], phase1."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+
+
+def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` assignments to a nested mapping (unknown keys fail later, named)."""
+    result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data))) or {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. ppo.lr=1e-4")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part} is a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_value(text)
+    return result
+
+
+PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A YAML path, or the name of a config shipped in rllib_paper/configs/ (e.g. residual_scripted)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_CONFIGS / f"{path.stem}.yaml"
+    if path.suffix in ("", ".yaml") and packaged.is_file() and path.parent == Path("."):
+        return packaged
+    shipped = sorted(p.stem for p in PACKAGED_CONFIGS.glob("*.yaml"))
+    raise ConfigError(f"config={str(name)!r}: no such file, and not one of the shipped configs {shipped}")
+
+
+def load_train_config(path: str | Path | None = None, assignments: Sequence[str] = ()) -> TrainConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = resolve_config_path(path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    return TrainConfig.from_dict(apply_overrides(data, assignments))
+
+
+def stop_reached(stop: StopSection, iteration: int, env_steps: int, minutes: float) -> str | None:
+    """Which stop criterion fired, or None."""
+    if stop.iterations and iteration >= stop.iterations:
+        return f"iterations {iteration} >= {stop.iterations}"
+    if stop.env_steps and env_steps >= stop.env_steps:
+        return f"env_steps {env_steps} >= {stop.env_steps}"
+    if stop.wall_minutes and minutes >= stop.wall_minutes and not math.isclose(stop.wall_minutes, 0.0):
+        return f"wall time {minutes:.1f} min >= {stop.wall_minutes}"
+    return None
