@@ -72,12 +72,26 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("experiment", help="train a residual, then evaluate base vs base + residual on the same seeds")
+    p.add_argument("--config", default="residual_scripted", help="TrainConfig YAML or shipped config name")
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="experiment directory (train/, eval_base/, eval_residual/)")
+    p.add_argument("--episodes", type=int, default=200, help="evaluation episodes for each policy")
+    p.add_argument("--seed", type=int, default=1000, help="first held-out evaluation seed")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    p.add_argument("--address", default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rollout(sub)
     _add_eval(sub)
     _add_train(sub)
+    _add_experiment(sub)
     _add_bench(sub)
     return parser
 
@@ -131,6 +145,25 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_experiment(args: argparse.Namespace) -> int:
+    from rllib_paper.experiment import ExperimentConfig, experiment_main
+    from rllib_paper.train_config import load_train_config
+
+    assignments = list(args.assignments) + ([f"address={args.address}"] if args.address else [])
+    if args.episodes < 1:
+        raise ConfigError(f"episodes={args.episodes}: allowed range is [1, inf)")
+    config = ExperimentConfig(
+        train=load_train_config(args.config, assignments),
+        out=args.out,
+        episodes=args.episodes,
+        seed=args.seed,
+        workers=args.workers,
+        checkpoint=args.checkpoint,
+        progress=not args.no_progress,
+    )
+    return experiment_main(config)
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     if args.bench == "env":
         from rllib_paper.bench.env import main as bench_env
@@ -158,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_eval(args)
         if args.command == "train":
             return _run_train(args)
+        if args.command == "experiment":
+            return _run_experiment(args)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
         return 2

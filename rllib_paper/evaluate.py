@@ -75,10 +75,27 @@ class EvalConfig:
             raise ConfigError(f"seeds_file={self.seeds_file!r}: no such file")
 
     def env_config(self):
+        """The env of this evaluation: a checkpoint's own residual gain (alpha, scale), then
+        ``env`` overrides, with the DR preset and base policy of this config."""
+        trained = self.trained_residual()
+        if trained is not None and trained["base_policy"] != self.policy:
+            raise ConfigError(
+                f"policy={self.policy!r}: the checkpoint's residual was trained on base policy "
+                f"{trained['base_policy']!r}; evaluate it with --policy {trained['base_policy']}"
+            )
+        residual = {k: v for k, v in (trained or {}).items() if k in ("alpha", "scale")}
         return coerce_env_config(
             {**self.env, "randomization": dataclasses.asdict(dr_preset(self.dr))},
-            residual={**self.env.get("residual", {}), "base_policy": self.policy},
+            residual={**residual, **self.env.get("residual", {}), "base_policy": self.policy},
         )
+
+    def trained_residual(self) -> dict[str, Any] | None:
+        if self.checkpoint is None:
+            return None
+        from rllib_paper.policies.residual_module import checkpoint_env_config
+
+        snapshot = checkpoint_env_config(self.checkpoint)
+        return None if snapshot is None else snapshot.get("residual")
 
     def seeds(self) -> list[int]:
         if self.seeds_file is None:

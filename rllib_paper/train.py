@@ -35,6 +35,7 @@ import yaml
 from rllib_paper.config import ConfigError
 from rllib_paper.envs.paper_env import REWARD_TERMS
 from rllib_paper.evaluate import provenance
+from rllib_paper.policies.residual_module import ENV_SNAPSHOT
 from rllib_paper.train_callbacks import EPISODES_KEY
 from rllib_paper.train_config import TrainConfig, stop_reached
 
@@ -406,6 +407,7 @@ class Trainer:
         shutil.rmtree(tmp, ignore_errors=True)
         self.algo.save_to_path(str(tmp.resolve()))
         _atomic_write(tmp / "trainer_state.json", json.dumps({"iteration": self.algo.iteration}))
+        _atomic_write(tmp / ENV_SNAPSHOT, json.dumps(self.config.env.env_config().to_dict(), indent=1))
         if target.exists():
             shutil.rmtree(target)
         tmp.rename(target)

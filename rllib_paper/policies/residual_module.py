@@ -8,11 +8,13 @@ Checkpoints are local files our own training wrote; nothing here reads from the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+ENV_SNAPSHOT = "rllib_paper_env.json"
 MODULE_SUBDIRS = ("", "learner_group/learner/rl_module/default_policy", "rl_module/default_policy")
 
 
@@ -26,6 +28,24 @@ def find_module_dir(checkpoint: str | Path) -> Path:
         f"no RLModule checkpoint found in {root}: pass the directory written by `rllib-paper train` "
         "(an RLlib Algorithm checkpoint) or an RLModule directory saved with save_to_path()"
     )
+
+
+def checkpoint_env_config(checkpoint: str | Path) -> dict | None:
+    """The env config a checkpoint was trained with (written by `rllib-paper train`), or None.
+
+    The residual's meaning depends on alpha, scale and the base policy it corrects, so an
+    evaluation must use the same ones; this lets it read them instead of trusting flags.
+    """
+    path = Path(checkpoint).resolve()
+    for candidate in (path, *list(path.parents)[:4]):
+        snapshot = candidate / ENV_SNAPSHOT
+        if snapshot.is_file():
+            return json.loads(snapshot.read_text(encoding="utf-8"))
+        if (candidate / "config.yaml").is_file() and (candidate / "checkpoints").is_dir():  # a run directory
+            from rllib_paper.train_config import load_train_config
+
+            return load_train_config(candidate / "config.yaml").env.env_config().to_dict()
+    return None
 
 
 def load_residual_policy(checkpoint: str | Path) -> Callable[[np.ndarray], np.ndarray]:
