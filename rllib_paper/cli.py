@@ -29,6 +29,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     pusher.add_argument("--episodes", type=int, default=5)
     ev = bsub.add_parser("eval", help="evaluation episodes/s with 1 and 2 Ray workers")
     ev.add_argument("--episodes", type=int, default=16)
+    tr = bsub.add_parser("train", help="env steps/s sampled by RLlib vs single-process env x runners")
+    tr.add_argument("--runners", type=int, default=2)
+    tr.add_argument("--envs-per-runner", type=int, default=8)
+    tr.add_argument("--steps-per-runner", type=int, default=2400)
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -177,6 +181,10 @@ def _run_bench(args: argparse.Namespace) -> int:
         from rllib_paper.bench.eval import main as bench_eval
 
         bench_eval(episodes=args.episodes)
+    elif args.bench == "train":
+        from rllib_paper.bench.train import main as bench_train
+
+        bench_train(runners=args.runners, envs_per_runner=args.envs_per_runner, steps_per_runner=args.steps_per_runner)
     return 0
 
 

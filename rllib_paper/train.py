@@ -247,7 +247,7 @@ class Trainer:
             return
         address = self.config.address or os.environ.get("RAY_ADDRESS") or None
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
-        if address is None:
+        if address is None and not os.environ.get("RAY_TMPDIR"):
             # Local Ray: its session files in one known place under /tmp (short socket paths).
             kwargs["_temp_dir"] = str(Path("/tmp") / f"ray-{os.getuid()}-rllib-paper")
         ray.init(address=address, **kwargs)

@@ -43,6 +43,8 @@ class EnvSection:
     def __post_init__(self) -> None:
         if self.dr not in DR_PRESETS:
             raise ConfigError(f"env.dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
+        _check_range("env.alpha", self.alpha, 0.0, 1.0)
+        _check_range("env.scale", self.scale, 0.0, 1.0)
         for key in ("reward", "residual", "randomization"):
             if key in self.overrides:
                 raise ConfigError(f"env.overrides.{key}: set it with env.dr / env.alpha / env.scale / env.reward")
@@ -181,9 +183,15 @@ class TrainConfig:
 def _parse_value(text: str) -> Any:
     """`--set` values are YAML scalars or lists: 3e-4, true, [64, 64], phase1."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; users mean a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:

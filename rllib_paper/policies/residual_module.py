@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 ENV_SNAPSHOT = "rllib_paper_env.json"
-MODULE_SUBDIRS = ("", "learner_group/learner/rl_module/default_policy", "rl_module/default_policy")
+MODULE_SUBDIRS = ("learner_group/learner/rl_module/default_policy", "rl_module/default_policy", "")
 
 
 def find_module_dir(checkpoint: str | Path) -> Path:
