@@ -190,7 +190,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
     from rllib_paper.train import Trainer, latest_checkpoint
 
     saved = RLModule.from_checkpoint(str(find_module_dir(latest_checkpoint(out)))).state_dict()
-    config = load_train_config(out / "config.yaml", ["stop={iterations: %d}" % (killed_at + 2)])
+    config = load_train_config(out / "config.yaml", [f"stop={{iterations: {killed_at + 2}}}"])
     trainer = Trainer(config, out, resume=True, quiet=True)
     try:
         algo = trainer.build()
