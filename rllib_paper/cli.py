@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rllib_paper.config import DR_PRESETS, ConfigError
 
@@ -143,7 +144,10 @@ def _run_train(args: argparse.Namespace) -> int:
     assignments = list(args.assignments)
     if args.address:
         assignments.append(f"address={args.address}")
-    config = load_train_config(args.config, assignments)
+    config_path = args.config
+    if config_path is None and args.resume and (Path(args.out) / "config.yaml").is_file():
+        config_path = Path(args.out) / "config.yaml"  # resume the run as it was configured
+    config = load_train_config(config_path, assignments)
     summary = train(config, args.out, resume=args.resume, quiet=args.quiet)
     print(json.dumps({"train": summary}))
     return 0

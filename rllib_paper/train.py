@@ -424,6 +424,22 @@ class Trainer:
         _atomic_write(self.out / CHECKPOINTS / "best.json", json.dumps(self.best))
 
 
+def _finished_summary(out: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The summary of a run that already reached ``config.stop`` with a final checkpoint, else None."""
+    pointer, summary_path = out / CHECKPOINTS / "latest.json", out / "summary.json"
+    rows = _read_csv(out / "metrics.csv")
+    if not (pointer.is_file() and summary_path.is_file() and rows):
+        return None
+    latest = json.loads(pointer.read_text(encoding="utf-8"))
+    last = rows[-1]
+    if latest["name"] != "final" or int(last["iteration"]) != latest["iteration"]:
+        return None
+    reason = stop_reached(
+        config.stop, latest["iteration"], int(float(last["env_steps_total"])), float(last["wall_seconds_total"]) / 60
+    )
+    return json.loads(summary_path.read_text(encoding="utf-8")) if reason else None
+
+
 def train(
     config: TrainConfig,
     out: str | Path,
@@ -436,12 +452,21 @@ def train(
         from rllib_paper.train_config import load_train_config
 
         saved = load_train_config(Path(out) / "config.yaml")
-        if saved.env != config.env or saved.ppo != config.ppo:
-            raise ConfigError(f"--resume: the env/ppo settings differ from the run in {out}; use a new --out")
+        changed = [name for name in ("env", "ppo", "seed") if getattr(saved, name) != getattr(config, name)]
+        if changed:
+            raise ConfigError(
+                f"--resume: {', '.join(changed)} differ from the run in {out} (its config.yaml); "
+                "resume without --config, or start a new --out"
+            )
         # The saved config wins except for how long to run and where Ray is.
         import dataclasses
 
         config = dataclasses.replace(saved, stop=config.stop, address=config.address)
+        finished = _finished_summary(Path(out), config)
+        if finished is not None:
+            if not quiet:
+                print(f"{out}: already trained to its stop criterion ({finished['stopped']}); nothing to do")
+            return finished
     trainer = Trainer(config, out, resume=resume, on_iteration=on_iteration, quiet=quiet)
     try:
         return trainer.run()

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig, _check_range, coerce_env_config, from_dict
+from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig, _check_range, coerce_env_config, dr_preset, from_dict
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -34,6 +34,8 @@ class EnvSection:
     """
 
     dr: str = "phase2"
+    # Ranges that replace the preset's, e.g. {"paper_x": [0.2, 0.3]} (what DR sweeps vary).
+    randomization: dict[str, Any] = field(default_factory=dict)
     base_policy: str = "scripted"
     alpha: float = 0.7
     scale: float = 0.02
@@ -47,13 +49,15 @@ class EnvSection:
         _check_range("env.scale", self.scale, 0.0, 1.0)
         for key in ("reward", "residual", "randomization"):
             if key in self.overrides:
-                raise ConfigError(f"env.overrides.{key}: set it with env.dr / env.alpha / env.scale / env.reward")
+                raise ConfigError(
+                    f"env.overrides.{key}: set it with env.dr, env.randomization, env.alpha, env.scale, env.reward"
+                )
         self.env_config()  # validates every env number now, not inside a worker
 
     def env_config(self) -> EnvConfig:
         return coerce_env_config(
             dict(self.overrides),
-            dr=self.dr,
+            randomization={**dataclasses.asdict(dr_preset(self.dr)), **dict(self.randomization)},
             residual={"alpha": self.alpha, "scale": self.scale, "base_policy": self.base_policy},
             reward=dict(self.reward),
         )
