@@ -90,6 +90,14 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="Ray Tune sweep from a tune_configs/*.yaml file, then a held-out eval of the best")
+    p.add_argument("sweep", help="sweep YAML (e.g. tune_configs/smoke.yaml) or a shipped sweep name")
+    p.add_argument("--out", required=True, help="sweep directory (trials table, best_eval/, Tune storage)")
+    p.add_argument("--resume", action="store_true", help="restore the interrupted sweep in --out")
+    p.add_argument("--storage", default=None, help="Tune storage (a shared path or s3://, gs:// URI); default --out")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval(sub)
     _add_train(sub)
     _add_experiment(sub)
+    _add_tune(sub)
     _add_bench(sub)
     return parser
 
@@ -172,6 +181,12 @@ def _run_experiment(args: argparse.Namespace) -> int:
     return experiment_main(config)
 
 
+def _run_tune(args: argparse.Namespace) -> int:
+    from rllib_paper.sweep import tune_main
+
+    return tune_main(args.sweep, args.out, resume=args.resume, storage=args.storage)
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     if args.bench == "env":
         from rllib_paper.bench.env import main as bench_env
@@ -205,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_train(args)
         if args.command == "experiment":
             return _run_experiment(args)
+        if args.command == "tune":
+            return _run_tune(args)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,16 @@ from rllib_paper.train_callbacks import EPISODES_KEY
 from rllib_paper.train_config import TrainConfig, stop_reached
 
 CHECKPOINTS = "checkpoints"
+# Per-iteration task metrics (metrics.csv columns a sweep may optimise).
+METRIC_COLUMNS = (
+    "success_rate",
+    "success_rolling",
+    "episode_return",
+    "episode_length",
+    "residual_abs_mean",
+    "final_distance",
+    "env_steps_total",
+)
 KEEP_PERIODIC = 3
 EPISODE_FIELDS = (
     "iteration",
@@ -167,17 +177,29 @@ def _to_float(value: Any) -> float:
 
 
 class Trainer:
-    """Runs one TrainConfig in one run directory; ``on_iteration(row)`` sees every metrics row."""
+    """Runs one TrainConfig in one run directory.
+
+    ``on_iteration(row, checkpoint)`` sees every metrics row after the iteration's checkpoints
+    are on disk (``checkpoint`` is the directory saved this iteration, or None): Tune trials
+    report through it. ``restore_from`` resumes from a checkpoint outside the run directory
+    (a Tune checkpoint on shared storage, or a PBT donor's).
+    """
 
     def __init__(
         self,
         config: TrainConfig,
         out: str | Path,
         resume: bool = False,
-        on_iteration: Callable[[dict[str, Any]], None] | None = None,
+        on_iteration: Callable[[dict[str, Any], Path | None], None] | None = None,
         quiet: bool = False,
+        restore_from: str | Path | None = None,
+        restore_weights_only: bool = False,
     ) -> None:
         self.config = config
+        # PBT: build from *this* config (its mutated lr, entropy, clip), take weights and
+        # optimizer moments from the donor; Algorithm.from_checkpoint would bring the donor's config.
+        self.restore_weights_only = restore_weights_only
+        self.restore_from = Path(restore_from) if restore_from is not None else None
         self.out = Path(out)
         self.resume = resume
         self.on_iteration = on_iteration
@@ -199,7 +221,7 @@ class Trainer:
         if self.resume:
             if not config_path.is_file():
                 raise ConfigError(f"--resume: {self.out} holds no config.yaml; start a new run without --resume")
-            restore = latest_checkpoint(self.out)
+            restore = self.restore_from or latest_checkpoint(self.out)
         elif config_path.exists() or ckpt_dir.exists():
             raise ConfigError(
                 f"out={str(self.out)!r} already holds a run: pass --resume to continue it, or choose a new --out"
@@ -262,7 +284,15 @@ class Trainer:
         _keep_trainable_logs_in(self.out / "rllib")
         self._start_ray()
         register_with_rllib()
-        if restore is not None:
+        if restore is not None and self.restore_weights_only:
+            self.algo = build_algorithm_config(self.config).build_algo()
+            self.algo.learner_group.restore_from_path(str(restore / "learner_group"))
+            self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group)
+            state = json.loads((restore / "trainer_state.json").read_text(encoding="utf-8"))
+            self.algo._iteration = int(state["iteration"])  # Trainable's counter: continue the count
+            self._restore_history(self.algo.iteration)
+            self._log(f"took weights from {restore} at iteration {self.algo.iteration}")
+        elif restore is not None:
             from ray.rllib.algorithms.algorithm import Algorithm
 
             self.algo = Algorithm.from_checkpoint(str(restore))
@@ -293,12 +323,15 @@ class Trainer:
                 result = algo.train()
                 self.wall_seconds += time.perf_counter() - start
                 row = self._record(result)
-                if algo.iteration % self.config.checkpoint_every == 0:
-                    self._checkpoint(f"iter_{algo.iteration:06d}")
-                if row["success_rolling"] > self.best["success_rolling"] and len(self.window) >= min(
-                    self.config.success_window, 10
-                ):
+                saved = None
+                last = stop_reached(self.config.stop, algo.iteration, self.env_steps, self.wall_seconds / 60.0)
+                if algo.iteration % self.config.checkpoint_every == 0 or last:
+                    saved = self._checkpoint(f"iter_{algo.iteration:06d}")
+                # "Best" only over a full window: a lucky handful of early episodes is not a policy.
+                if row["success_rolling"] > self.best["success_rolling"] and len(self.window) == self.window.maxlen:
                     self._save_best(row)
+                if self.on_iteration is not None:
+                    self.on_iteration(row, saved)
             final = self._checkpoint("final")
         finally:
             if self._tb is not None:
@@ -372,8 +405,6 @@ class Trainer:
                 self._tb.add_scalar(f"train/{key}", value, iteration)
         self._tb.flush()
         self._log(self._line(row))
-        if self.on_iteration is not None:
-            self.on_iteration(row)
         return row
 
     @staticmethod
@@ -444,7 +475,7 @@ def train(
     config: TrainConfig,
     out: str | Path,
     resume: bool = False,
-    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+    on_iteration: Callable[[dict[str, Any], Path | None], None] | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Train (or resume) residual PPO into ``out``; returns the run summary (also summary.json)."""

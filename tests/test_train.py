@@ -114,7 +114,7 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
 
     config = load_train_config(None, [*TINY, "stop={iterations: 2}", "checkpoint_every=1"])
     seen = []
-    summary = train(config, tmp_path / "run", on_iteration=seen.append, quiet=True)
+    summary = train(config, tmp_path / "run", on_iteration=lambda row, ckpt: seen.append((row, ckpt)), quiet=True)
     run = tmp_path / "run"
     assert summary["iterations"] == 2 and summary["env_steps"] >= 2 * 160
     rows = _rows(run / "metrics.csv")
@@ -125,7 +125,8 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
     assert float(rows[-1]["residual_abs_mean"]) > 0  # the stochastic policy explores
     episodes = _rows(run / "episodes.csv")
     assert len(episodes) >= 4 and all(0 < int(e["length"]) <= 40 for e in episodes)
-    assert seen[-1]["iteration"] == 2
+    assert [row["iteration"] for row, _ in seen] == [1, 2]
+    assert seen[-1][1] is not None and seen[-1][1].name == "iter_000002"  # reported after it was saved
     assert any(p.name.startswith("events") for p in (run / "tensorboard").iterdir())
     info = json.loads((run / "run_info.json").read_text())
     assert info["seed"] == 0 and "git_commit" in info["provenance"] and info["provenance"]["packages"]["ray"]
