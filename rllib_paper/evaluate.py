@@ -355,6 +355,8 @@ class Evaluator:
                 try:
                     rows = ray.get(ref)
                 except (RayActorError, WorkerCrashedError) as exc:
+                    if getattr(exc, "actor_init_failed", False):  # a bad env/policy/checkpoint: retrying cannot help
+                        raise RuntimeError(f"an evaluation worker could not start: {exc}") from None
                     self.worker_failures += 1
                     if self.worker_failures > self.config.max_worker_failures:
                         raise RuntimeError(f"{self.worker_failures} evaluation workers died; last: {exc}") from exc

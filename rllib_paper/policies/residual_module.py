@@ -19,7 +19,7 @@ MODULE_SUBDIRS = ("learner_group/learner/rl_module/default_policy", "rl_module/d
 
 
 def find_module_dir(checkpoint: str | Path) -> Path:
-    root = Path(checkpoint)
+    root = Path(checkpoint).resolve()  # RLlib reads relative paths as URIs
     for sub in MODULE_SUBDIRS:
         candidate = root / sub if sub else root
         if (candidate / "class_and_ctor_args.pkl").is_file():

@@ -1,0 +1,134 @@
+"""Ray Tune sweeps: bad YAML fails before anything starts, the smoke sweep completes with a
+trials table and a held-out evaluation, and an interrupted sweep resumes keeping finished trials."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from rllib_paper.config import ConfigError
+from rllib_paper.sweep_config import load_sweep_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "tune_configs" / "smoke.yaml"
+
+
+def _write(tmp_path, name, **changes):
+    data = yaml.safe_load(SMOKE.read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"serach": {}}, r"unknown key serach"),
+        ({"search": {"ppo.lr": {"gaussian": [0, 1]}}}, r"search.ppo.lr: unknown distribution 'gaussian'"),
+        ({"search": {"ppo.lr": {"uniform": [0.01, 0.001]}}}, r"search.ppo.lr.uniform=\[0.01, 0.001\]: low 0.01"),
+        ({"search": {"ppo.lr": {"choice": []}}}, r"search.ppo.lr.choice=\[\]: expected a non-empty list"),
+        ({"search": {"ppo.lr": {"loguniform": [0.0, 0.1]}}}, r"bounds must be > 0"),
+        ({"search": {"ppo.num_epochs": {"randint": [1.5, 4]}}}, r"randint.*must be integers"),
+        ({"search": {"ppo.lr": {"uniform": [0.5, 2.0]}}}, r"search space: ppo.lr=2.0: allowed range"),
+        ({"search": {"ppo.lrr": {"choice": [0.1]}}}, r"search space: unknown key ppo.lrr"),
+        ({"search": {"env.randomization.paper_x": {"choice": [[0.3, 0.2]]}}}, r"randomization.paper_x.*min 0.3"),
+        ({"scheduler": {"type": "hyperband"}}, r"scheduler.type='hyperband'"),
+        ({"metric": "succes"}, r"metric='succes'"),
+        ({"scheduler": {"type": "pbt"}}, r"PBT can only mutate"),
+        ({"eval": {"episodes": 0}}, r"eval.episodes=0"),
+    ],
+)
+def test_bad_sweep_yaml_fails_fast_naming_the_field(tmp_path, changes, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_config(_write(tmp_path, "bad", **changes))
+
+
+def test_shipped_sweeps_are_valid():
+    for path in sorted((ROOT / "tune_configs").glob("*.yaml")):
+        config = load_sweep_config(path)
+        assert config.distributions(), path
+
+
+@pytest.fixture
+def short_tmp():
+    path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _tune_cmd(sweep, out, *extra):
+    return [sys.executable, "-m", "rllib_paper.cli", "tune", str(sweep), "--out", str(out), *extra]
+
+
+def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp):
+    sweep = _write(tmp_path, "smoke", stop={"iterations": 2}, num_samples=1)
+    result = subprocess.run(
+        _tune_cmd(sweep, tmp_path / "out"),
+        cwd=ROOT,
+        env={**os.environ, "RAY_TMPDIR": short_tmp},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
+    assert sorted(table["param.env.scale"]) == [0.02, 0.05]  # the grid
+    assert table["param.ppo.lr"].between(1e-4, 1e-3).all()
+    assert (table["iterations"] == 2).all()
+    assert (tmp_path / "out" / "trials.md").read_text().count("\n") == 4
+    summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert summary["best_eval"]["complete"] and summary["best_eval"]["seeds"] == [5000, 5007]
+    report = json.loads((tmp_path / "out" / "best_eval" / "report.json").read_text())
+    assert report["episodes_done"] == 8 and report["config"]["checkpoint"].startswith(str(tmp_path / "out"))
+
+
+def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp):
+    sweep = _write(tmp_path, "resume", stop={"iterations": 3}, num_samples=1, max_concurrent_trials=1)
+    out = tmp_path / "out"
+    env = {**os.environ, "RAY_TMPDIR": short_tmp}
+    proc = subprocess.Popen(
+        _tune_cmd(sweep, out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline:
+            trials = sorted((out / "tune").glob("_trial_*")) if (out / "tune").is_dir() else []
+            if len(trials) == 2 and (trials[1] / "progress.csv").is_file():
+                break  # the first trial finished and the second reported an iteration
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("the sweep did not reach its second trial")
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    first = sorted((out / "tune").glob("_trial_*"))[0]
+    first_rows = pd.read_csv(first / "progress.csv")
+    assert len(first_rows) == 3
+
+    result = subprocess.run(
+        _tune_cmd(sweep, out, "--resume"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    table = pd.read_parquet(out / "trials.parquet")
+    assert len(table) == 2 and (table["iterations"] == 3).all()
+    # The finished trial was not rerun: its history is what it was before the interruption.
+    pd.testing.assert_frame_equal(pd.read_csv(first / "progress.csv"), first_rows)
