@@ -190,11 +190,37 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _write_tables(table: pd.DataFrame, out: Path) -> None:
+    table.to_parquet(out / "trials.parquet", index=False)
+    table.to_csv(out / "trials.csv", index=False)
+    (out / "trials.md").write_text(_markdown(table), encoding="utf-8")
+
+
+def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str, Any]:
+    """A trial's last checkpoint (fetched from the Tune storage, local or cloud) on held-out seeds."""
+    from rllib_paper.evaluate import EvalConfig, evaluate
+
+    checkpoint = tune_checkpoint.to_directory(str(out / "checkpoint"))
+    report = evaluate(
+        EvalConfig(
+            policy=config.base_train_config().env.base_policy,
+            checkpoint=str(checkpoint),
+            episodes=config.eval.episodes,
+            seed=config.eval.seed,
+            dr=config.eval.dr,
+            workers=config.eval.workers,
+            out=str(out),
+            resume=True,
+            progress=False,
+        )
+    )
+    return {**report["results"]["success"], "complete": report["complete"]}
+
+
 def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storage: str | None = None) -> dict:
     import ray
 
     from rllib_paper.envs.registry import register_with_rllib
-    from rllib_paper.evaluate import EvalConfig, evaluate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,9 +233,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     tuner = build_tuner(config, out, resume, storage)
     results = tuner.fit()
     table = trials_table(results, config)
-    table.to_parquet(out / "trials.parquet", index=False)
-    table.to_csv(out / "trials.csv", index=False)
-    (out / "trials.md").write_text(_markdown(table), encoding="utf-8")
+    _write_tables(table, out)
     summary: dict[str, Any] = {
         "trials": len(table),
         "errored": int((table["status"] == "ERROR").sum()) if len(table) else 0,
@@ -219,33 +243,26 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     }
     finished = table.dropna(subset=[config.metric])
     checkpoints = {(r.metrics or {}).get("trial_id"): r.checkpoint for r in results}
+    if config.eval.all_trials:  # e.g. DR-width sweeps: every trial on the same held-out seeds
+        for index, row in finished.iterrows():
+            if checkpoints.get(row["trial_id"]) is None:
+                continue
+            success = _evaluate_trial(config, checkpoints[row["trial_id"]], out / "trial_evals" / row["trial_id"])
+            table.loc[index, "eval_success"] = success["rate"]
+            table.loc[index, "eval_ci95_low"], table.loc[index, "eval_ci95_high"] = success["ci95"]
+        _write_tables(table, out)
     if len(finished):
         best = finished.iloc[0]
         summary["best"] = {k: (None if pd.isna(v) else v) for k, v in best.to_dict().items()}
-        tune_checkpoint = checkpoints.get(best["trial_id"])
-        if tune_checkpoint is not None:
-            # The trial's last checkpoint, fetched from the storage (local path or cloud URI).
-            checkpoint = Path(tune_checkpoint.to_directory(str(out / "best_checkpoint")))
-            base = config.base_train_config().env
-            report = evaluate(
-                EvalConfig(
-                    policy=base.base_policy,
-                    checkpoint=str(checkpoint),
-                    episodes=config.eval.episodes,
-                    seed=config.eval.seed,
-                    dr=config.eval.dr,
-                    workers=config.eval.workers,
-                    out=str(out / "best_eval"),
-                    resume=True,
-                    progress=False,
-                )
-            )
+        if checkpoints.get(best["trial_id"]) is not None:
+            success = _evaluate_trial(config, checkpoints[best["trial_id"]], out / "best_eval")
             summary["best_eval"] = {
-                "checkpoint": str(checkpoint),
+                "trial_id": best["trial_id"],
+                "checkpoint": str(out / "best_eval" / "checkpoint"),
                 "dr": config.eval.dr,
                 "seeds": [config.eval.seed, config.eval.seed + config.eval.episodes - 1],
-                "success": report["results"]["success"],
-                "complete": report["complete"],
+                "success": success,
+                "complete": success["complete"],
             }
     dump_json(summary, out / "sweep.json")
     return summary

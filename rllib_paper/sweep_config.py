@@ -18,7 +18,8 @@ Schema (every key optional except ``search``; unknown keys are errors):
     max_concurrent_trials: 2
     stop: {iterations: 10}           # per trial (TrainConfig.stop)
     resources: {cpus_per_trial: 1}   # CPUs for a trial's own process; env runners add theirs
-    eval: {episodes: 100, seed: 5000, workers: 2, dr: phase2}      # held-out evaluation of the best
+    eval: {episodes: 100, seed: 5000, workers: 2, dr: phase2, all_trials: false}
+                                     # held-out evaluation of the best (or of every trial)
 
 Everything is validated before Ray starts: each distribution's shape, empty or inverted
 ranges, and every sampled value against the TrainConfig (the corners of each range and each
@@ -134,8 +135,11 @@ class EvalSection:
     seed: int = 5000  # held out: training draws 63-bit episode seeds, never these small integers
     workers: int = 2
     dr: str = "phase2"
+    all_trials: bool = False  # evaluate every trial, not only the best (robustness sweeps)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.all_trials, bool):
+            raise ConfigError(f"eval.all_trials={self.all_trials!r}: expected true or false")
         for name in ("episodes", "workers"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

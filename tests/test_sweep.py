@@ -94,16 +94,14 @@ def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp)
     summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert summary["best_eval"]["complete"] and summary["best_eval"]["seeds"] == [5000, 5007]
     report = json.loads((tmp_path / "out" / "best_eval" / "report.json").read_text())
-    assert report["episodes_done"] == 8 and report["config"]["checkpoint"].startswith(str(tmp_path / "out"))
+    assert report["episodes_done"] == 8 and report["config"]["checkpoint"] == str(tmp_path / "out/best_eval/checkpoint")
 
 
 def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp):
     sweep = _write(tmp_path, "resume", stop={"iterations": 3}, num_samples=1, max_concurrent_trials=1)
     out = tmp_path / "out"
     env = {**os.environ, "RAY_TMPDIR": short_tmp}
-    proc = subprocess.Popen(
-        _tune_cmd(sweep, out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(_tune_cmd(sweep, out), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
