@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-slow test-cluster bench lint format clean
+.PHONY: setup demo experiment test test-slow test-cluster bench lint format clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/rllib-paper eval --policy scripted --episodes 24 --seed 1000 --dr phase2 --workers 2 --out runs/demo-eval --resume
+	$(BIN)/rllib-paper experiment --config demo --out runs/demo --episodes 50 --seed 1000 --workers 2
+
+# The full learning experiment (about an hour of training on 2 cores, then 2 x 200 evaluation episodes).
+experiment: setup
+	$(BIN)/rllib-paper experiment --config residual_scripted --out runs/experiment_scripted_phase2 --episodes 200 --seed 1000
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -40,6 +44,7 @@ bench: setup
 	$(BIN)/rllib-paper bench env
 	$(BIN)/rllib-paper bench pusher
 	$(BIN)/rllib-paper bench eval
+	$(BIN)/rllib-paper bench train
 
 lint: setup
 	$(BIN)/ruff check .
