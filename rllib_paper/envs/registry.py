@@ -25,11 +25,30 @@ def register_gym_envs() -> None:
         )
 
 
+class EpisodeSummaryInfo(gymnasium.Wrapper):
+    """Pass on only what training reads from ``info``: the episode summary at the last step.
+
+    Gymnasium's vector envs merge every info key of every env into arrays on every step; with
+    the full per-step diagnostics that costs about 0.8 ms per env step here (a third of the
+    physics). Training needs the summary alone (train_callbacks.py); evaluation and the
+    gymnasium ids keep the full info.
+    """
+
+    def reset(self, **kwargs):
+        obs, _ = self.env.reset(**kwargs)
+        return obs, {}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        summary = info.get("episode_summary")
+        return obs, reward, terminated, truncated, ({"episode_summary": summary} if summary is not None else {})
+
+
 def _make_residual_env(env_config):
     from rllib_paper.envs.residual import ResidualPaperEnv
 
     # RLlib passes an EnvContext (a dict with worker metadata attributes): plain dict it.
-    return ResidualPaperEnv(dict(env_config))
+    return EpisodeSummaryInfo(ResidualPaperEnv(dict(env_config)))
 
 
 def register_with_rllib(name: str = RESIDUAL_ENV_ID) -> str:
