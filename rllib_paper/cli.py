@@ -98,6 +98,18 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--storage", default=None, help="Tune storage (a shared path or s3://, gs:// URI); default --out")
 
 
+def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve-policy", help="serve a base policy over the Isaac-GR00T inference protocol (ZeroMQ, msgpack)"
+    )
+    p.add_argument("--policy", default="scripted", help="base policy spec to serve (zero, scripted, ...)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only; 0.0.0.0 = all)")
+    p.add_argument("--port", type=int, default=5555)
+    p.add_argument("--api-token", default=None, help="require this token in every request (or GROOT_API_TOKEN)")
+    p.add_argument("--latency-ms", type=float, default=0.0, help="added delay per reply (a slow model stand-in)")
+    p.add_argument("--mapping", default="so100_dualcam", help="GR00T mapping YAML or shipped name (keys, units)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment(sub)
     _add_tune(sub)
     _add_bench(sub)
+    _add_serve_policy(sub)
     return parser
 
 
@@ -222,6 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_experiment(args)
         if args.command == "tune":
             return _run_tune(args)
+        if args.command == "serve-policy":
+            import os
+
+            from rllib_paper.policies.groot.server import serve_main
+
+            token = args.api_token or os.environ.get("GROOT_API_TOKEN") or None
+            return serve_main(args.policy, args.host, args.port, token, args.latency_ms, args.mapping)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
 from rllib_paper.envs.paper_env import OBS_DIM, REWARD_TERMS, PaperSquareEnv
+from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot, groot-local, actor specs)
 from rllib_paper.policies.base import BasePolicy, make_base_policy, validate_chunk
 
 RESIDUAL_OBS_DIM = OBS_DIM + 6
@@ -59,6 +60,9 @@ class ResidualPaperEnv(gym.Env):
         self._base_target = np.zeros(6)
         self._obs = np.zeros(RESIDUAL_OBS_DIM, dtype=np.float32)
         self.base_calls = 0
+        self.base_failures = 0  # failed base-policy calls (each retried once)
+        self._base_failed = False  # the retry failed too: the episode ends as a failure
+        self._base_error = ""
         self.node_id = _ray_node_id()
         self._totals = dict.fromkeys(REWARD_TERMS, 0.0)
         self._residual_abs_sum = 0.0
@@ -76,6 +80,7 @@ class ResidualPaperEnv(gym.Env):
         obs, info = self.env.reset(seed=seed, options=options)
         self.base_policy.reset(seed=info["episode_seed"])
         self._chunk = None
+        self._base_failed = False
         self._advance_base()
         self._totals = dict.fromkeys(REWARD_TERMS, 0.0)
         self._residual_abs_sum = 0.0
@@ -96,10 +101,14 @@ class ResidualPaperEnv(gym.Env):
         info["base_target"] = self._base_target.copy()
         reward += penalty
         self._accumulate(info, reward)
+        if not (terminated or truncated or self._base_failed):
+            self._advance_base()
+        if self._base_failed:  # no base action to continue with: end the episode as a failure
+            terminated, truncated = True, False
+            info["base_policy_failed"] = True
+            info["base_policy_error"] = self._base_error
         if terminated or truncated:
             info["episode_summary"] = self._episode_summary(info)
-        else:
-            self._advance_base()
         return self._observation(obs), reward, terminated, truncated, info
 
     def render(self):
@@ -126,6 +135,7 @@ class ResidualPaperEnv(gym.Env):
             "final_distance": float(info["distance"]),
             "final_yaw_error": float(abs(info["yaw_error"])),
             "sim_unstable": bool(info["sim_unstable"]),
+            "base_policy_failed": self._base_failed,
             "node_id": self.node_id,
             **{f"reward_{term}": float(value) for term, value in self._totals.items()},
         }
@@ -135,9 +145,21 @@ class ResidualPaperEnv(gym.Env):
         horizon = min(self.base_policy.execution_horizon, self.base_policy.chunk_length)
         if self._chunk is None or self._chunk_index >= horizon:
             observations = {"state": self.env.state[None, :], "target": self.env.current_target[None, :]}
-            self._chunk = validate_chunk(self.base_policy.act(observations), 1, self.base_policy)[0]
+            extra = getattr(self.base_policy, "extra_observations", None)  # e.g. GR00T's camera frames
+            for attempt in (0, 1):  # a failed call (server, actor) is retried once
+                try:
+                    if extra is not None:
+                        observations.update(extra(self.env))
+                    self.base_calls += 1
+                    self._chunk = validate_chunk(self.base_policy.act(observations), 1, self.base_policy)[0]
+                    break
+                except Exception as exc:
+                    self.base_failures += 1
+                    if attempt:
+                        self._base_failed, self._base_error = True, f"{type(exc).__name__}: {exc}"
+                        self._chunk, self._base_target = None, self.env.current_target.copy()  # hold
+                        return
             self._chunk_index = 0
-            self.base_calls += 1
         self._base_target = self._chunk[self._chunk_index]
         self._chunk_index += 1
 

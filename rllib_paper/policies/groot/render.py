@@ -1,0 +1,83 @@
+"""Offscreen camera frames from the env's own MuJoCo model and data (what GR00T sees).
+
+Rendering needs an OpenGL context without a display: set ``MUJOCO_GL=egl`` (Mesa's EGL
+works on CPU-only machines; ``osmesa`` is the slower fallback) *before* mujoco is first
+imported. The CLI and the tests set ``egl`` by default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import mujoco
+import numpy as np
+
+
+class RenderError(RuntimeError):
+    """Offscreen rendering is unavailable."""
+
+
+class CameraRenderer:
+    """One ``mujoco.Renderer`` per (model, size), rendering named cameras to RGB uint8."""
+
+    def __init__(self, model: mujoco.MjModel, height: int, width: int) -> None:
+        # The offscreen buffer must hold the image; growing it is harmless for physics.
+        model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
+        model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+        try:
+            self._renderer = mujoco.Renderer(model, height=height, width=width)
+        except Exception as exc:
+            backend = os.environ.get("MUJOCO_GL", "<unset: glfw, needs a display>")
+            raise RenderError(
+                f"cannot render camera frames (MUJOCO_GL={backend}): {exc}. On a machine without a display "
+                "install Mesa's EGL (apt install libegl1 libgl1-mesa-dri) and set MUJOCO_GL=egl before "
+                "starting Python (or MUJOCO_GL=osmesa with libosmesa6)"
+            ) from exc
+        self.model = model
+        self.height, self.width = height, width
+        self._camera_ids: dict[str, int] = {}
+
+    def camera_id(self, name: str) -> int:
+        if name not in self._camera_ids:
+            index = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
+            if index < 0:
+                raise KeyError(f"the scene has no camera named {name!r}")
+            self._camera_ids[name] = index
+        return self._camera_ids[name]
+
+    def render(self, data: mujoco.MjData, camera: str) -> np.ndarray:
+        """(H, W, 3) uint8 RGB from ``camera`` for the current ``data``."""
+        self._renderer.update_scene(data, camera=self.camera_id(camera))
+        return self._renderer.render()
+
+    def render_many(self, data: mujoco.MjData, cameras: Iterable[str]) -> dict[str, np.ndarray]:
+        return {camera: self.render(data, camera) for camera in cameras}
+
+    def close(self) -> None:
+        self._renderer.close()
+
+
+class EnvFrames:
+    """Renders a PaperSquareEnv's cameras, reusing one renderer per env model."""
+
+    def __init__(self, height: int, width: int, cameras: Iterable[str]) -> None:
+        self.height, self.width = height, width
+        self.cameras = tuple(cameras)
+        self._renderer: CameraRenderer | None = None
+        self._model: mujoco.MjModel | None = None
+
+    def __call__(self, model: mujoco.MjModel, data: mujoco.MjData) -> dict[str, np.ndarray]:
+        if self._model is not model:
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = CameraRenderer(model, self.height, self.width)
+            self._model = model
+        assert self._renderer is not None
+        return self._renderer.render_many(data, self.cameras)
+
+    def __getstate__(self):  # renderers hold GL contexts: never pickled, rebuilt on use
+        return {"height": self.height, "width": self.width, "cameras": self.cameras}
+
+    def __setstate__(self, state) -> None:
+        self.__init__(state["height"], state["width"], state["cameras"])
