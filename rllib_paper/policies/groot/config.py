@@ -69,6 +69,8 @@ class GrootMappingConfig:
     gripper_open_is_high: bool = True
     color_order: str = "RGB"
     image_size: tuple[int, int] = (480, 640)  # (height, width) as sent
+    render_shadows: bool = True  # shadow maps: realistic, but ~3x the render time on a CPU
+    render_samples: int | None = None  # offscreen multisampling; None keeps the model's (4)
     action_mode: str = "absolute"
     action_horizon: int = 16
     execution_horizon: int = 8
@@ -137,6 +139,14 @@ class GrootMappingConfig:
                 f"{p}.execution_horizon={self.execution_horizon}: allowed range is [1, {self.action_horizon}] "
                 "(at most action_horizon)"
             )
+        if not isinstance(self.render_shadows, bool):
+            raise ConfigError(f"{p}.render_shadows={self.render_shadows!r}: expected true or false")
+        if self.render_samples is not None and (
+            not isinstance(self.render_samples, int)
+            or isinstance(self.render_samples, bool)
+            or not 0 <= self.render_samples <= 16
+        ):
+            raise ConfigError(f"{p}.render_samples={self.render_samples!r}: allowed range is [0, 16] (or null)")
         if not isinstance(self.gripper_open_is_high, bool):
             raise ConfigError(f"{p}.gripper_open_is_high={self.gripper_open_is_high!r}: expected true or false")
         if self.sim_state_key is not None and not (

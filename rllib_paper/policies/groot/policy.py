@@ -142,7 +142,8 @@ class GrootBasePolicy:
         self.execution_horizon = mapping.execution_horizon
         self.batched_requests = batched_requests
         height, width = mapping.image_size
-        self.frames = EnvFrames(height, width, [c.camera for c in mapping.cameras])
+        cameras = [c.camera for c in mapping.cameras]
+        self.frames = EnvFrames(height, width, cameras, mapping.render_shadows, mapping.render_samples)
         self.calls = 0
         self._episode = 0
 

@@ -21,10 +21,15 @@ class RenderError(RuntimeError):
 class CameraRenderer:
     """One ``mujoco.Renderer`` per (model, size), rendering named cameras to RGB uint8."""
 
-    def __init__(self, model: mujoco.MjModel, height: int, width: int) -> None:
+    def __init__(
+        self, model: mujoco.MjModel, height: int, width: int, *, shadows: bool = True, samples: int | None = None
+    ) -> None:
         # The offscreen buffer must hold the image; growing it is harmless for physics.
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), height)
+        if samples is not None:  # multisampling of the offscreen buffer (model-wide, rendering only)
+            model.vis.quality.offsamples = int(samples)
+        self.shadows = shadows
         try:
             self._renderer = mujoco.Renderer(model, height=height, width=width)
         except Exception as exc:
@@ -48,8 +53,11 @@ class CameraRenderer:
 
     def render(self, data: mujoco.MjData, camera: str) -> np.ndarray:
         """(H, W, 3) uint8 RGB from ``camera`` for the current ``data``."""
-        self._renderer.update_scene(data, camera=self.camera_id(camera))
-        return self._renderer.render()
+        renderer = self._renderer
+        renderer.update_scene(data, camera=self.camera_id(camera))
+        # Shadow maps are most of the cost on a CPU (Mesa llvmpipe): about 3x per frame.
+        renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = self.shadows
+        return renderer.render()
 
     def render_many(self, data: mujoco.MjData, cameras: Iterable[str]) -> dict[str, np.ndarray]:
         return {camera: self.render(data, camera) for camera in cameras}
@@ -61,9 +69,12 @@ class CameraRenderer:
 class EnvFrames:
     """Renders a PaperSquareEnv's cameras, reusing one renderer per env model."""
 
-    def __init__(self, height: int, width: int, cameras: Iterable[str]) -> None:
+    def __init__(
+        self, height: int, width: int, cameras: Iterable[str], shadows: bool = True, samples: int | None = None
+    ) -> None:
         self.height, self.width = height, width
         self.cameras = tuple(cameras)
+        self.shadows, self.samples = shadows, samples
         self._renderer: CameraRenderer | None = None
         self._model: mujoco.MjModel | None = None
 
@@ -71,13 +82,13 @@ class EnvFrames:
         if self._model is not model:
             if self._renderer is not None:
                 self._renderer.close()
-            self._renderer = CameraRenderer(model, self.height, self.width)
+            self._renderer = CameraRenderer(model, self.height, self.width, shadows=self.shadows, samples=self.samples)
             self._model = model
         assert self._renderer is not None
         return self._renderer.render_many(data, self.cameras)
 
     def __getstate__(self):  # renderers hold GL contexts: never pickled, rebuilt on use
-        return {"height": self.height, "width": self.width, "cameras": self.cameras}
+        return {k: getattr(self, k) for k in ("height", "width", "cameras", "shadows", "samples")}
 
     def __setstate__(self, state) -> None:
-        self.__init__(state["height"], state["width"], state["cameras"])
+        self.__init__(**state)
