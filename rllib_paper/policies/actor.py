@@ -36,6 +36,7 @@ import numpy as np
 import ray
 
 from rllib_paper.config import ConfigError, EnvConfig, coerce_env_config
+from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot specs in the actor process)
 from rllib_paper.policies.base import make_base_policy
 from rllib_paper.policies.sessions import EPISODE_KEY, SessionPool
 
