@@ -18,7 +18,7 @@ import numpy as np
 from rllib_paper.config import EnvConfig, coerce_env_config
 from rllib_paper.envs.paper_env import OBS_DIM, REWARD_TERMS, PaperSquareEnv
 from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot, groot-local, actor specs)
-from rllib_paper.policies.base import BasePolicy, make_base_policy, validate_chunk
+from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, make_base_policy, validate_chunk
 
 RESIDUAL_OBS_DIM = OBS_DIM + 6
 
@@ -153,7 +153,7 @@ class ResidualPaperEnv(gym.Env):
                     self.base_calls += 1
                     self._chunk = validate_chunk(self.base_policy.act(observations), 1, self.base_policy)[0]
                     break
-                except Exception as exc:
+                except (BasePolicyUnavailable, TimeoutError, ConnectionError) as exc:
                     self.base_failures += 1
                     if attempt:
                         self._base_failed, self._base_error = True, f"{type(exc).__name__}: {exc}"

@@ -37,11 +37,11 @@ import ray
 
 from rllib_paper.config import ConfigError, EnvConfig, coerce_env_config
 from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot specs in the actor process)
-from rllib_paper.policies.base import make_base_policy
+from rllib_paper.policies.base import BasePolicyUnavailable, make_base_policy
 from rllib_paper.policies.sessions import EPISODE_KEY, SessionPool
 
 
-class BasePolicyError(RuntimeError):
+class BasePolicyError(BasePolicyUnavailable):
     """A base-policy call through the actor failed or timed out."""
 
 

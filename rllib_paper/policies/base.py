@@ -21,6 +21,15 @@ import numpy as np
 from rllib_paper.config import ConfigError, EnvConfig
 
 
+class BasePolicyUnavailable(RuntimeError):
+    """A remote base policy (a server, a Ray actor) did not answer.
+
+    The env retries such a call once, then ends the episode as a failure with
+    ``info["base_policy_failed"]``. Any other exception from ``act`` is a bug in the policy
+    and propagates.
+    """
+
+
 @runtime_checkable
 class BasePolicy(Protocol):
     chunk_length: int

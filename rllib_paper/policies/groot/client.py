@@ -13,10 +13,11 @@ from typing import Any
 
 import zmq
 
+from rllib_paper.policies.base import BasePolicyUnavailable
 from rllib_paper.policies.groot import wire
 
 
-class GrootError(RuntimeError):
+class GrootError(BasePolicyUnavailable):
     """Talking to a GR00T inference service failed."""
 
 
