@@ -254,3 +254,30 @@ def test_env_runners_spread_over_two_nodes(tmp_path, short_tmp):
     assert placement["summary"]["iterations"] == 1
     nodes = {row["node_id"] for row in _rows(tmp_path / "run" / "episodes.csv")}
     assert nodes == {placement["head"], placement["worker"]}
+
+
+# ---------------------------------------------------------------------------- the experiment
+def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray_local, tmp_path):
+    from rllib_paper.experiment import ExperimentConfig, run_experiment
+
+    config = ExperimentConfig(
+        train=load_train_config(None, [*TINY, "stop={iterations: 1}"]),
+        out=str(tmp_path / "exp"),
+        episodes=4,
+        seed=1000,
+        workers=2,
+        progress=False,
+    )
+    result = run_experiment(config)
+    assert result["complete"] and result["seeds"] == [1000, 1003]
+    assert sum(result["paired_table"].values()) == 4
+    assert result["training"]["iterations"] == 1 and result["training"]["residual"]["scale"] == 0.05
+    base = json.loads((tmp_path / "exp" / "eval_base" / "report.json").read_text())
+    residual = json.loads((tmp_path / "exp" / "eval_residual" / "report.json").read_text())
+    assert base["config"]["checkpoint"] is None and residual["config"]["checkpoint"].endswith("checkpoints/final")
+    # The evaluation used the residual gain the checkpoint was trained with.
+    assert residual["config"]["env_config"]["residual"]["scale"] == 0.05
+    assert residual["results"]["means"]["residual_abs_mean"]["mean"] >= 0
+    # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
+    again = run_experiment(config)
+    assert again["paired_table"] == result["paired_table"] and again["training"] == result["training"]
