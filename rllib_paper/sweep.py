@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,9 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
         best = finished.iloc[0]
         summary["best"] = {k: (None if pd.isna(v) else v) for k, v in best.to_dict().items()}
         if checkpoints.get(best["trial_id"]) is not None:
+            trial_eval = out / "trial_evals" / best["trial_id"]
+            if config.eval.all_trials and trial_eval.is_dir() and not (out / "best_eval").exists():
+                shutil.copytree(trial_eval, out / "best_eval")  # already evaluated on the same seeds
             success = _evaluate_trial(config, checkpoints[best["trial_id"]], out / "best_eval")
             summary["best_eval"] = {
                 "trial_id": best["trial_id"],
