@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -256,13 +255,17 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
         best = finished.iloc[0]
         summary["best"] = {k: (None if pd.isna(v) else v) for k, v in best.to_dict().items()}
         if checkpoints.get(best["trial_id"]) is not None:
-            trial_eval = out / "trial_evals" / best["trial_id"]
-            if config.eval.all_trials and trial_eval.is_dir() and not (out / "best_eval").exists():
-                shutil.copytree(trial_eval, out / "best_eval")  # already evaluated on the same seeds
-            success = _evaluate_trial(config, checkpoints[best["trial_id"]], out / "best_eval")
+            eval_dir = out / "trial_evals" / best["trial_id"]
+            if config.eval.all_trials and (eval_dir / "report.json").is_file():  # evaluated above, same seeds
+                report = json.loads((eval_dir / "report.json").read_text(encoding="utf-8"))
+                success = {**report["results"]["success"], "complete": report["complete"]}
+            else:
+                eval_dir = out / "best_eval"
+                success = _evaluate_trial(config, checkpoints[best["trial_id"]], eval_dir)
             summary["best_eval"] = {
                 "trial_id": best["trial_id"],
-                "checkpoint": str(out / "best_eval" / "checkpoint"),
+                "report": str(eval_dir / "report.json"),
+                "checkpoint": str(eval_dir / "checkpoint"),
                 "dr": config.eval.dr,
                 "seeds": [config.eval.seed, config.eval.seed + config.eval.episodes - 1],
                 "success": success,
