@@ -183,6 +183,13 @@ def test_register_with_rllib_builds_env_from_env_context():
     name = rllib_paper.register_with_rllib()
     creator = _global_registry.get(ENV_CREATOR, name)
     env = creator(EnvContext({"randomization": "phase2", "residual": {"alpha": 0.3}}, worker_index=1))
-    assert isinstance(env, ResidualPaperEnv) and env.config.residual.alpha == 0.3
-    obs, _ = env.reset(seed=0)
-    assert env.observation_space.contains(obs)
+    assert isinstance(env.unwrapped, ResidualPaperEnv) and env.unwrapped.config.residual.alpha == 0.3
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and info == {}
+    # Training envs pass only the episode summary on (vector envs merge every info key each step).
+    for _ in range(400):
+        obs, _, terminated, truncated, info = env.step(env.action_space.sample() * 0)
+        if terminated or truncated:
+            break
+        assert info == {}
+    assert set(info) == {"episode_summary"} and info["episode_summary"]["length"] >= 1
