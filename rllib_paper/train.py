@@ -286,7 +286,7 @@ class Trainer:
         register_with_rllib()
         if restore is not None and self.restore_weights_only:
             self.algo = build_algorithm_config(self.config).build_algo()
-            self.algo.learner_group.restore_from_path(str(restore / "learner_group"))
+            self.algo.learner_group.restore_from_path(str((restore / "learner_group").resolve()))
             self.algo.env_runner_group.sync_weights(from_worker_or_learner_group=self.algo.learner_group)
             state = json.loads((restore / "trainer_state.json").read_text(encoding="utf-8"))
             self.algo._iteration = int(state["iteration"])  # Trainable's counter: continue the count
@@ -295,7 +295,7 @@ class Trainer:
         elif restore is not None:
             from ray.rllib.algorithms.algorithm import Algorithm
 
-            self.algo = Algorithm.from_checkpoint(str(restore))
+            self.algo = Algorithm.from_checkpoint(str(restore.resolve()))  # RLlib reads relative paths as URIs
             self._restore_history(self.algo.iteration)
             self._log(f"resumed {self.out} from {restore.name} at iteration {self.algo.iteration}")
         else:
