@@ -12,7 +12,9 @@ in machine speed affects both sides alike.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +41,7 @@ def run(
 ) -> dict:
     import ray
 
-    from rllib_paper.train import build_algorithm_config
+    from rllib_paper.train import _keep_trainable_logs_in, build_algorithm_config
 
     assignments = [
         f"env_runners.num_env_runners={runners}",
@@ -54,6 +56,8 @@ def run(
         started = True
     try:
         single_before = single_process_rate(env_config, steps_per_runner // 2)
+        logs = tempfile.TemporaryDirectory(prefix="rllib-paper-bench-")
+        _keep_trainable_logs_in(Path(logs.name))  # not ~/ray_results
         algo = build_algorithm_config(train_config).build_algo()
         group = algo.env_runner_group
 
@@ -71,6 +75,7 @@ def run(
             sampled += sample(steps_per_runner)
             elapsed += time.perf_counter() - start
         algo.stop()
+        logs.cleanup()
         single_after = single_process_rate(env_config, steps_per_runner // 2, seed=1)
     finally:
         if started:
