@@ -243,11 +243,13 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     }
     finished = table.dropna(subset=[config.metric])
     checkpoints = {(r.metrics or {}).get("trial_id"): r.checkpoint for r in results}
+    trial_evals: dict[str, dict[str, Any]] = {}
     if config.eval.all_trials:  # e.g. DR-width sweeps: every trial on the same held-out seeds
         for index, row in finished.iterrows():
             if checkpoints.get(row["trial_id"]) is None:
                 continue
             success = _evaluate_trial(config, checkpoints[row["trial_id"]], out / "trial_evals" / row["trial_id"])
+            trial_evals[row["trial_id"]] = success
             table.loc[index, "eval_success"] = success["rate"]
             table.loc[index, "eval_ci95_low"], table.loc[index, "eval_ci95_high"] = success["ci95"]
         _write_tables(table, out)
@@ -256,10 +258,8 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
         summary["best"] = {k: (None if pd.isna(v) else v) for k, v in best.to_dict().items()}
         if checkpoints.get(best["trial_id"]) is not None:
             eval_dir = out / "trial_evals" / best["trial_id"]
-            if config.eval.all_trials and (eval_dir / "report.json").is_file():  # evaluated above, same seeds
-                report = json.loads((eval_dir / "report.json").read_text(encoding="utf-8"))
-                success = {**report["results"]["success"], "complete": report["complete"]}
-            else:
+            success = trial_evals.get(best["trial_id"])  # evaluated above on the same seeds
+            if success is None:
                 eval_dir = out / "best_eval"
                 success = _evaluate_trial(config, checkpoints[best["trial_id"]], eval_dir)
             summary["best_eval"] = {

@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from rllib_paper.config import DR_PRESETS, ConfigError, _check_range
-from rllib_paper.train_config import TrainConfig, apply_overrides, resolve_config_path
+from rllib_paper.train_config import TrainConfig, _check_int, apply_overrides, resolve_config_path
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 SCHEDULERS = ("fifo", "asha", "pbt")
@@ -112,9 +112,7 @@ class SchedulerSection:
         if self.type not in SCHEDULERS:
             raise ConfigError(f"scheduler.type={self.type!r}: allowed values are {list(SCHEDULERS)}")
         for name in ("grace_period", "max_t", "perturbation_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "max_t" else 1):
-                raise ConfigError(f"scheduler.{name}={value!r}: allowed range is [1, inf) integers")
+            _check_int(f"scheduler.{name}", getattr(self, name), 0 if name == "max_t" else 1)
         _check_range("scheduler.reduction_factor", self.reduction_factor, 1.0, 100.0, low_open=True)
         _check_range("scheduler.quantile_fraction", self.quantile_fraction, 0.0, 0.5, low_open=True)
 
@@ -141,11 +139,8 @@ class EvalSection:
         if not isinstance(self.all_trials, bool):
             raise ConfigError(f"eval.all_trials={self.all_trials!r}: expected true or false")
         for name in ("episodes", "workers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"eval.{name}={value!r}: allowed range is [1, inf) integers")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"eval.seed={self.seed!r}: allowed range is [0, inf) integers")
+            _check_int(f"eval.{name}", getattr(self, name), 1)
+        _check_int("eval.seed", self.seed, 0)
         if self.dr not in DR_PRESETS:
             raise ConfigError(f"eval.dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
 
@@ -169,10 +164,8 @@ class SweepConfig:
             raise ConfigError("search: expected at least one 'field: {distribution: [...]}' entry")
         if self.mode not in ("max", "min"):
             raise ConfigError(f"mode={self.mode!r}: allowed values are ['max', 'min']")
-        if not isinstance(self.num_samples, int) or self.num_samples < 1:
-            raise ConfigError(f"num_samples={self.num_samples!r}: allowed range is [1, inf) integers")
-        if not isinstance(self.max_concurrent_trials, int) or self.max_concurrent_trials < 0:
-            raise ConfigError(f"max_concurrent_trials={self.max_concurrent_trials!r}: allowed range is [0, inf)")
+        _check_int("num_samples", self.num_samples, 1)
+        _check_int("max_concurrent_trials", self.max_concurrent_trials, 0)
         from rllib_paper.train import METRIC_COLUMNS
 
         if self.metric not in METRIC_COLUMNS:

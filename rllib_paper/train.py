@@ -313,19 +313,16 @@ class Trainer:
         if self.algo is None:
             self.build()
         algo = self.algo
-        reason = None
         try:
-            while True:
-                reason = stop_reached(self.config.stop, algo.iteration, self.env_steps, self.wall_seconds / 60.0)
-                if reason:
-                    break
+            reason = self._stop_reason()
+            while not reason:
                 start = time.perf_counter()
                 result = algo.train()
                 self.wall_seconds += time.perf_counter() - start
                 row = self._record(result)
+                reason = self._stop_reason()
                 saved = None
-                last = stop_reached(self.config.stop, algo.iteration, self.env_steps, self.wall_seconds / 60.0)
-                if algo.iteration % self.config.checkpoint_every == 0 or last:
+                if algo.iteration % self.config.checkpoint_every == 0 or reason:  # the last one is always saved
                     saved = self._checkpoint(f"iter_{algo.iteration:06d}")
                 # "Best" only over a full window: a lucky handful of early episodes is not a policy.
                 if row["success_rolling"] > self.best["success_rolling"] and len(self.window) == self.window.maxlen:
@@ -348,6 +345,9 @@ class Trainer:
         }
         _atomic_write(self.out / "summary.json", json.dumps(summary, indent=1))
         return summary
+
+    def _stop_reason(self) -> str | None:
+        return stop_reached(self.config.stop, self.algo.iteration, self.env_steps, self.wall_seconds / 60.0)
 
     def stop(self) -> None:
         if self.algo is not None:
