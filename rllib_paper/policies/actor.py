@@ -9,11 +9,13 @@ failed call once, then ends the episode as a failure with ``info["base_policy_fa
 
 Spec (``residual.base_policy``)::
 
-    actor:INNER_SPEC[#name=N,num_gpus=1,num_cpus=0,resource=R,max_batch=32,max_wait_ms=5,
-                      max_restarts=3,timeout=60,per_node=0,detached=1,namespace=rllib_paper]
+    actor:INNER_SPEC[#name=N,num_gpus=1,num_cpus=0,resource=R,label=KEY=VALUE,max_batch=32,
+                      max_wait_ms=5,max_restarts=3,timeout=60,per_node=0,detached=1,namespace=rllib_paper]
 
 e.g. ``actor:groot:tcp://10.0.0.5:5555?config=arm0_dualcam#num_gpus=0`` or, on a GPU node,
 ``actor:groot-local:/models/paper_return?config=arm0_dualcam#num_gpus=1,resource=groot``.
+``resource=R`` needs one unit of a custom resource (a node started with ``--resources``);
+``label=KEY=VALUE[;KEY=VALUE]`` is a Ray label selector (a node started with ``--labels``).
 The default name is derived from the inner spec, so every env with the same spec shares
 one actor; ``per_node=1`` gives one actor per node (soft affinity to the caller's node).
 """
@@ -52,6 +54,7 @@ class ActorOptions:
     num_gpus: float = 0.0
     num_cpus: float = 0.0
     resource: str | None = None  # a custom resource the actor needs one unit of (e.g. "groot")
+    label: str | None = None  # node labels the actor needs, "KEY=VALUE[;KEY=VALUE]" (Ray label_selector)
     max_batch: int = 32
     max_wait_ms: float = 5.0
     max_restarts: int = 3
@@ -71,6 +74,18 @@ class ActorOptions:
         for name, value, low, high in checks:
             if not low <= value <= high:
                 raise ConfigError(f"actor option {name}={value!r}: allowed range is [{low}, {high}]")
+        self.label_selector()  # a malformed label fails here, named
+
+    def label_selector(self) -> dict[str, str]:
+        selector: dict[str, str] = {}
+        for item in (self.label or "").split(";"):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip() or not value.strip():
+                raise ConfigError(f"actor option label={self.label!r}: expected KEY=VALUE[;KEY=VALUE]")
+            selector[key.strip()] = value.strip()
+        return selector
 
     @classmethod
     def parse(cls, text: str) -> ActorOptions:
@@ -243,6 +258,8 @@ def get_or_create_actor(inner_spec: str, options: ActorOptions, env_config: EnvC
     }
     if options.resource:
         ray_options["resources"] = {options.resource: 1}
+    if options.label_selector():
+        ray_options["label_selector"] = options.label_selector()
     if options.detached:
         ray_options["lifetime"] = "detached"
     if options.per_node:
