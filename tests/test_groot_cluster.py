@@ -2,6 +2,8 @@
 BasePolicyActor: the actor on a second node of a Ray cluster, reached by name from envs on the
 head; and one residual PPO iteration on top of it, querying the base once per k env steps."""
 
+import contextlib
+import csv
 import json
 import os
 import shutil
@@ -171,3 +173,50 @@ def test_actor_label_option_is_a_ray_label_selector():
     assert parse_actor_spec("actor:zero")[1].label_selector() == {}
     with pytest.raises(ConfigError, match="label='groot'"):
         parse_actor_spec("actor:zero#label=groot")
+
+
+# ---------------------------------------------------------------------------- PPO on the stand-in
+def test_residual_ppo_iteration_on_the_groot_stand_in(ray_local, stand_in, tmp_path):
+    """One PPO iteration whose base is GR00T (the stand-in) behind the actor: the env queries
+    it once per k = 8 steps, so the actor sees at most one call per 8 env steps."""
+    from rllib_paper.train import train
+    from rllib_paper.train_config import load_train_config
+
+    address, mapping = stand_in
+    name = "test-groot-ppo"
+    spec = f"actor:groot:{address}?config={mapping}&timeout=30#name={name},max_wait_ms=10,timeout=120"
+    assignments = [
+        f"env.base_policy='{spec}'",
+        "env.overrides={task: {max_steps: 40}}",  # a multiple of k: whole chunks per episode
+        "env.scale=0.05",
+        "ppo.train_batch_size=160",
+        "ppo.minibatch_size=80",
+        "ppo.num_epochs=1",
+        "ppo.hiddens=[16, 16]",
+        "env_runners.num_env_runners=1",
+        "env_runners.num_envs_per_env_runner=2",
+        "learners.torch_threads=1",
+        "stop={iterations: 1}",
+    ]
+    config = load_train_config(None, assignments)
+    assert config.env.base_policy == spec
+    try:
+        summary = train(config, tmp_path / "run", quiet=True)
+        handle = ray_local.get_actor(name, namespace="rllib_paper")
+        stats = ray_local.get(handle.stats.remote(), timeout=60)
+        info = ray_local.get(handle.info.remote(), timeout=60)
+    finally:
+        with contextlib.suppress(ValueError):  # the detached actor outlives the run: end it
+            ray_local.kill(ray_local.get_actor(name, namespace="rllib_paper"), no_restart=True)
+    assert summary["iterations"] == 1 and summary["env_steps"] >= 160
+    assert (tmp_path / "run" / "checkpoints" / "final").is_dir()
+    with open(tmp_path / "run" / "episodes.csv", newline="") as fh:
+        episodes = list(csv.DictReader(fh))
+    assert episodes and all(int(e["length"]) == 40 for e in episodes)
+    k = info["execution_horizon"]
+    assert k == 8 and info["chunk_length"] == 16
+    assert stats["errors"] == 0 and stats["requests"] > 0
+    # Base calls (every env's, through the actor) per sampled env step: a query at each reset,
+    # then one per 8 executed targets; 40-step episodes use whole chunks, so exactly 1/8 here.
+    assert stats["requests"] / summary["env_steps"] <= 1 / k, (stats, summary["env_steps"])
+    assert stats["latency_ms_p50"] >= LATENCY_MS
