@@ -110,6 +110,33 @@ def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mapping", default="so100_dualcam", help="GR00T mapping YAML or shipped name (keys, units)")
 
 
+def _add_submit(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="run a command as a Ray job on a cluster: submit [options] -- train ... (ray job submit --working-dir .)",
+    )
+    p.add_argument("--address", default=None, help="dashboard URL, e.g. http://head:8265 (or RAY_ADDRESS)")
+    p.add_argument("--runtime-env", default=None, help="runtime env YAML (e.g. cluster/runtime_env.yaml)")
+    p.add_argument("--working-dir", default=".", help="directory uploaded as the job's working dir (default .)")
+    p.add_argument("--pip", action="store_true", help="pip-install the project's dependencies in the job's env")
+    p.add_argument("--allow-relative-paths", action="store_true", help="accept a relative --out (lost with the job)")
+    p.add_argument("--no-wait", action="store_true", help="return after submitting instead of following the logs")
+    p.add_argument("--job-timeout-s", type=float, default=None, help="stop the job if it runs longer than this")
+    p.add_argument("--request-timeout-s", type=float, default=120.0, help="timeout of each call to the job server")
+    p.add_argument("--submission-id", default=None)
+    p.add_argument("job", nargs=argparse.REMAINDER, help="-- then the rllib-paper command and its arguments")
+
+
+def _add_local_cluster(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "local-cluster", help="a real two-node Ray cluster on this machine (ray start on loopback) to try cluster runs"
+    )
+    p.add_argument("action", choices=("up", "down", "env"))
+    p.add_argument("--dir", default="/tmp/rllib-paper-cluster", help="cluster directory (short path; logs, token)")
+    p.add_argument("--head-cpus", type=int, default=1)
+    p.add_argument("--worker-cpus", type=int, default=1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_bench(sub)
     _add_serve_policy(sub)
+    _add_submit(sub)
+    _add_local_cluster(sub)
     return parser
 
 
@@ -200,6 +229,45 @@ def _run_tune(args: argparse.Namespace) -> int:
     return tune_main(args.sweep, args.out, resume=args.resume, storage=args.storage)
 
 
+def _run_submit(args: argparse.Namespace) -> int:
+    from rllib_paper.submit import SubmitConfig, submit
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    _, status = submit(
+        SubmitConfig(
+            command=job,
+            address=args.address,
+            runtime_env_file=args.runtime_env,
+            working_dir=args.working_dir,
+            install_dependencies=args.pip,
+            allow_relative_paths=args.allow_relative_paths,
+            wait=not args.no_wait,
+            job_timeout_s=args.job_timeout_s,
+            request_timeout_s=args.request_timeout_s,
+            submission_id=args.submission_id,
+        )
+    )
+    return 0 if status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
+
+
+def _run_local_cluster(args: argparse.Namespace) -> int:
+    from rllib_paper import local_cluster
+
+    if args.action == "up":
+        state = local_cluster.up(
+            local_cluster.LocalClusterConfig(root=args.dir, head_cpus=args.head_cpus, worker_cpus=args.worker_cpus)
+        )
+        print(f"# two-node Ray cluster up: dashboard {state.dashboard_url}, GCS {state.gcs_address}", file=sys.stderr)
+        print(f"# stop it with: rllib-paper local-cluster down --dir {args.dir}", file=sys.stderr)
+        print(state.shell_exports())
+    elif args.action == "env":
+        print(local_cluster.load_state(args.dir).shell_exports())
+    else:
+        pids = local_cluster.down(args.dir)
+        print(f"stopped the local cluster in {args.dir} (ray start PIDs {pids})", file=sys.stderr)
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     if args.bench == "env":
         from rllib_paper.bench.env import main as bench_env
@@ -242,12 +310,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             token = args.api_token or os.environ.get("GROOT_API_TOKEN") or None
             return serve_main(args.policy, args.host, args.port, token, args.latency_ms, args.mapping)
+        if args.command == "submit":
+            return _run_submit(args)
+        if args.command == "local-cluster":
+            return _run_local_cluster(args)
     except ConfigError as exc:
         print(f"rllib-paper: configuration error: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(f"rllib-paper: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:
+        print(f"rllib-paper: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
