@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from rllib_paper.config import DR_PRESETS, ConfigError
+from rllib_paper.storage import is_uri, run_directory
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +35,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--runners", type=int, default=2)
     tr.add_argument("--envs-per-runner", type=int, default=8)
     tr.add_argument("--steps-per-runner", type=int, default=2400)
+    gr = bsub.add_parser(
+        "groot", help="env steps/s through the BasePolicyActor + serve-policy stand-in (added latency) vs scripted"
+    )
+    gr.add_argument("--envs", type=int, default=4, help="envs stepping in parallel, one Ray actor each")
+    gr.add_argument("--steps", type=int, default=320, help="timed steps per env (state-only phases)")
+    gr.add_argument("--frame-steps", type=int, default=96, help="timed steps per env with camera frames rendered")
+    gr.add_argument("--latency-ms", type=float, default=50.0, help="added delay per stand-in reply")
+    gr.add_argument("--image-size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    gr.add_argument("--max-wait-ms", type=float, default=5.0, help="the actor's batching wait")
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -183,7 +193,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.no_progress,
     )
-    return eval_main(config)
+    # Shards are saved as they finish; for a URI they reach it with the next mirror pass.
+    with run_directory(args.out, resume=args.resume, interval_s=30.0) as out:
+        return eval_main(dataclasses.replace(config, out=str(out)))
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -195,12 +207,14 @@ def _run_train(args: argparse.Namespace) -> int:
     assignments = list(args.assignments)
     if args.address:
         assignments.append(f"address={args.address}")
-    config_path = args.config
-    if config_path is None and args.resume and (Path(args.out) / "config.yaml").is_file():
-        config_path = Path(args.out) / "config.yaml"  # resume the run as it was configured
-    config = load_train_config(config_path, assignments)
-    summary = train(config, args.out, resume=args.resume, quiet=args.quiet)
-    print(json.dumps({"train": summary}))
+    with run_directory(args.out, resume=args.resume) as out:
+        config_path = args.config
+        if config_path is None and args.resume and (out / "config.yaml").is_file():
+            config_path = out / "config.yaml"  # resume the run as it was configured
+        config = load_train_config(config_path, assignments)
+        summary = train(config, str(out), resume=args.resume, quiet=args.quiet)
+    # Report where the results live, not the staging directory of a URI run.
+    print(json.dumps({"train": summary}).replace(str(out), args.out.rstrip("/")))
     return 0
 
 
@@ -220,13 +234,18 @@ def _run_experiment(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         progress=not args.no_progress,
     )
-    return experiment_main(config)
+    with run_directory(args.out) as out:
+        return experiment_main(dataclasses.replace(config, out=str(out)))
 
 
 def _run_tune(args: argparse.Namespace) -> int:
     from rllib_paper.sweep import tune_main
 
-    return tune_main(args.sweep, args.out, resume=args.resume, storage=args.storage)
+    storage = args.storage
+    if storage is None and is_uri(args.out):
+        storage = f"{args.out.rstrip('/')}/tune"  # Tune writes trials to the URI itself
+    with run_directory(args.out, resume=args.resume) as out:
+        return tune_main(args.sweep, str(out), resume=args.resume, storage=storage)
 
 
 def _run_submit(args: argparse.Namespace) -> int:
@@ -285,6 +304,17 @@ def _run_bench(args: argparse.Namespace) -> int:
         from rllib_paper.bench.train import main as bench_train
 
         bench_train(runners=args.runners, envs_per_runner=args.envs_per_runner, steps_per_runner=args.steps_per_runner)
+    elif args.bench == "groot":
+        from rllib_paper.bench.groot import main as bench_groot
+
+        bench_groot(
+            envs=args.envs,
+            steps=args.steps,
+            frame_steps=args.frame_steps,
+            latency_ms=args.latency_ms,
+            image_size=tuple(args.image_size),
+            max_wait_ms=args.max_wait_ms,
+        )
     return 0
 
 

@@ -37,6 +37,7 @@ from rllib_paper.report import (
     write_markdown,
     write_plot,
 )
+from rllib_paper.storage import is_uri
 
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
@@ -69,7 +70,7 @@ class EvalConfig:
             raise ConfigError(f"shard_size={self.shard_size!r}: allowed range is [1, inf) integers")
         if self.dr not in DR_PRESETS:
             raise ConfigError(f"dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
-        if self.checkpoint is not None and not Path(self.checkpoint).exists():
+        if self.checkpoint is not None and not is_uri(self.checkpoint) and not Path(self.checkpoint).exists():
             raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file or directory")
         if self.seeds_file is not None and not Path(self.seeds_file).is_file():
             raise ConfigError(f"seeds_file={self.seeds_file!r}: no such file")

@@ -3,7 +3,8 @@
 Evaluation workers run the residual on their own CPU, deterministically: the action is the
 mean of the policy's Gaussian, clipped to [-1, 1]. Accepts either an RLModule directory or
 an RLlib Algorithm checkpoint (whose module lives under learner_group/learner/rl_module/).
-Checkpoints are local files our own training wrote; nothing here reads from the network.
+Checkpoints are files our own training wrote: local paths, or a URI (s3://, gs://) that each
+worker downloads from the run storage before loading.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ MODULE_SUBDIRS = ("learner_group/learner/rl_module/default_policy", "rl_module/d
 
 
 def find_module_dir(checkpoint: str | Path) -> Path:
-    root = Path(checkpoint).resolve()  # RLlib reads relative paths as URIs
+    from rllib_paper.storage import local_copy
+
+    root = local_copy(checkpoint).resolve()  # RLlib reads relative paths as URIs; ours fetches s3:// etc.
     for sub in MODULE_SUBDIRS:
         candidate = root / sub if sub else root
         if (candidate / "class_and_ctor_args.pkl").is_file():
@@ -36,7 +39,9 @@ def checkpoint_env_config(checkpoint: str | Path) -> dict | None:
     The residual's meaning depends on alpha, scale and the base policy it corrects, so an
     evaluation must use the same ones; this lets it read them instead of trusting flags.
     """
-    path = Path(checkpoint).resolve()
+    from rllib_paper.storage import local_copy
+
+    path = local_copy(checkpoint).resolve()
     for candidate in (path, *list(path.parents)[:4]):
         snapshot = candidate / ENV_SNAPSHOT
         if snapshot.is_file():
