@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/rllib-paper bench pusher
 	$(BIN)/rllib-paper bench eval
 	$(BIN)/rllib-paper bench train
+	$(BIN)/rllib-paper bench groot
 
 lint: setup
 	$(BIN)/ruff check .

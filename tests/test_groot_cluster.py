@@ -220,3 +220,28 @@ def test_residual_ppo_iteration_on_the_groot_stand_in(ray_local, stand_in, tmp_p
     # then one per 8 executed targets; 40-step episodes use whole chunks, so exactly 1/8 here.
     assert stats["requests"] / summary["env_steps"] <= 1 / k, (stats, summary["env_steps"])
     assert stats["latency_ms_p50"] >= LATENCY_MS
+
+
+# ---------------------------------------------------------------------------- bench groot
+def test_bench_groot_runs_all_phases_and_prints_json_last(ray_local, capsys):
+    from rllib_paper.bench.groot import main
+
+    main(envs=2, steps=16, frame_steps=8, latency_ms=5, image_size=(24, 32))
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["bench"] == "groot" and any("BasePolicyActor" in line for line in lines)
+    assert result["base_failures"] == 0
+    assert result["base_calls_per_env_step"] == 1 / 8  # 16 steps after the warm-up: 2 queries per env
+    assert result["actor_requests"] == 4 and result["actor_mean_batch_size"] >= 1
+    for key in ("scripted", "actor", "direct", "actor_frames"):
+        assert result[f"{key}_env_steps_per_s"] > 0
+    named = ray_local.util.list_named_actors(all_namespaces=True)
+    assert not [a for a in named if a["name"].startswith("bench-groot")]  # the bench's actors are gone
+
+
+def test_bench_groot_rejects_bad_arguments():
+    from rllib_paper.bench.groot import run
+    from rllib_paper.config import ConfigError
+
+    with pytest.raises(ConfigError, match="envs=0"):
+        run(envs=0)
