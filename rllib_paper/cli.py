@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from rllib_paper.config import DR_PRESETS, ConfigError
+from rllib_paper.storage import is_uri, run_directory
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
@@ -192,7 +193,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.no_progress,
     )
-    return eval_main(config)
+    # Shards are saved as they finish; for a URI they reach it with the next mirror pass.
+    with run_directory(args.out, resume=args.resume, interval_s=30.0) as out:
+        return eval_main(dataclasses.replace(config, out=str(out)))
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -204,12 +207,14 @@ def _run_train(args: argparse.Namespace) -> int:
     assignments = list(args.assignments)
     if args.address:
         assignments.append(f"address={args.address}")
-    config_path = args.config
-    if config_path is None and args.resume and (Path(args.out) / "config.yaml").is_file():
-        config_path = Path(args.out) / "config.yaml"  # resume the run as it was configured
-    config = load_train_config(config_path, assignments)
-    summary = train(config, args.out, resume=args.resume, quiet=args.quiet)
-    print(json.dumps({"train": summary}))
+    with run_directory(args.out, resume=args.resume) as out:
+        config_path = args.config
+        if config_path is None and args.resume and (out / "config.yaml").is_file():
+            config_path = out / "config.yaml"  # resume the run as it was configured
+        config = load_train_config(config_path, assignments)
+        summary = train(config, str(out), resume=args.resume, quiet=args.quiet)
+    # Report where the results live, not the staging directory of a URI run.
+    print(json.dumps({"train": summary}).replace(str(out), args.out.rstrip("/")))
     return 0
 
 
@@ -229,13 +234,18 @@ def _run_experiment(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         progress=not args.no_progress,
     )
-    return experiment_main(config)
+    with run_directory(args.out) as out:
+        return experiment_main(dataclasses.replace(config, out=str(out)))
 
 
 def _run_tune(args: argparse.Namespace) -> int:
     from rllib_paper.sweep import tune_main
 
-    return tune_main(args.sweep, args.out, resume=args.resume, storage=args.storage)
+    storage = args.storage
+    if storage is None and is_uri(args.out):
+        storage = f"{args.out.rstrip('/')}/tune"  # Tune writes trials to the URI itself
+    with run_directory(args.out, resume=args.resume) as out:
+        return tune_main(args.sweep, str(out), resume=args.resume, storage=storage)
 
 
 def _run_submit(args: argparse.Namespace) -> int:
