@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -27,3 +29,11 @@ def ray_local(tmp_path_factory):
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def short_tmp():
+    """Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep."""
+    path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

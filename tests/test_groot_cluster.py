@@ -6,11 +6,9 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -28,14 +26,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture
-def short_tmp():
-    """Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep."""
-    path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

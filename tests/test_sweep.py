@@ -3,11 +3,9 @@ trials table and a held-out evaluation, and an interrupted sweep resumes keeping
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,13 +59,6 @@ def test_shipped_sweeps_are_valid():
     for path in sorted((ROOT / "tune_configs").glob("*.yaml")):
         config = load_sweep_config(path)
         assert config.distributions(), path
-
-
-@pytest.fixture
-def short_tmp():
-    path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def _tune_cmd(sweep, out, *extra):

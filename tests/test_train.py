@@ -5,11 +5,9 @@ import contextlib
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -146,14 +144,6 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
 def _train_cmd(out, *extra):
     sets = [a for item in TINY for a in ("--set", item)]
     return [sys.executable, "-m", "rllib_paper.cli", "train", *sets, *extra, "--out", str(out), "--quiet"]
-
-
-@pytest.fixture
-def short_tmp():
-    """Ray's socket paths must stay under 107 bytes: pytest's tmp_path is too deep."""
-    path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_tmp):
