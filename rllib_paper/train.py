@@ -98,7 +98,7 @@ def build_algorithm_config(config: TrainConfig):
             lr=ppo.lr,
             num_epochs=ppo.num_epochs,
             clip_param=ppo.clip_param,
-            entropy_coeff=ppo.entropy_coeff,
+            entropy_coeff=ppo.entropy_schedule(),
             gamma=ppo.gamma,
             lambda_=ppo.lambda_,
             train_batch_size_per_learner=batch_per_learner,

@@ -71,6 +71,10 @@ class PPOSection:
     num_epochs: int = 10
     clip_param: float = 0.2
     entropy_coeff: float = 0.005
+    # Optional linear decay of the entropy bonus to entropy_coeff_final over entropy_decay_steps
+    # env steps: exploration early, no pressure to widen the noise once the residual refines.
+    entropy_coeff_final: float | None = None
+    entropy_decay_steps: int = 1_000_000
     gamma: float = 0.99
     lambda_: float = 0.95
     train_batch_size: int = 4000  # env steps per iteration (over all runners)
@@ -92,6 +96,9 @@ class PPOSection:
         _check_int("ppo.num_epochs", self.num_epochs, 1, 1000)
         _check_range("ppo.clip_param", self.clip_param, 0.0, 10.0, low_open=True)
         _check_range("ppo.entropy_coeff", self.entropy_coeff, 0.0, 10.0)
+        if self.entropy_coeff_final is not None:
+            _check_range("ppo.entropy_coeff_final", self.entropy_coeff_final, 0.0, 10.0)
+        _check_int("ppo.entropy_decay_steps", self.entropy_decay_steps, 1)
         _check_range("ppo.gamma", self.gamma, 0.0, 1.0)
         _check_range("ppo.lambda_", self.lambda_, 0.0, 1.0)
         _check_int("ppo.train_batch_size", self.train_batch_size, 1)
@@ -105,6 +112,12 @@ class PPOSection:
         _check_range("ppo.kl_target", self.kl_target, 0.0, 10.0, low_open=True)
         if not self.hiddens or any(not isinstance(h, int) or h < 1 for h in self.hiddens):
             raise ConfigError(f"ppo.hiddens={list(self.hiddens)!r}: expected a list of positive layer sizes")
+
+    def entropy_schedule(self) -> float | list[list[float]]:
+        """RLlib's entropy_coeff: a constant, or [[env_step, value], ...] interpolated linearly."""
+        if self.entropy_coeff_final is None:
+            return self.entropy_coeff
+        return [[0, self.entropy_coeff], [self.entropy_decay_steps, self.entropy_coeff_final]]
         _check_range("ppo.init_std", self.init_std, 0.0, 10.0, low_open=True)
 
 

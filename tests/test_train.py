@@ -51,6 +51,8 @@ def _rows(path):
         ("learners.gpu=maybe", r"learners.gpu='maybe'"),
         ("stop={iterations: 0}", r"stop: set at least one"),
         ("env.overrides={task: {max_steps: 0}}", r"task.max_steps=0"),
+        ("ppo.entropy_coeff_final=-0.1", r"ppo.entropy_coeff_final=-0.1: allowed range is \[0.0, 10.0\]"),
+        ("ppo.entropy_decay_steps=0", r"ppo.entropy_decay_steps=0: allowed range is \[1, inf\]"),
     ],
 )
 def test_bad_train_config_is_one_clear_error(assignment, message):
@@ -67,6 +69,16 @@ def test_set_overrides_parse_yaml_values_and_shipped_configs_load():
     assert TrainConfig().ppo.entropy_coeff == 0.005 and TrainConfig().ppo.lr == 3e-4
     with pytest.raises(ConfigError, match="no such file, and not one of the shipped configs"):
         load_train_config("nope")
+
+
+def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
+    from rllib_paper.train import build_algorithm_config
+
+    assert build_algorithm_config(load_train_config(None, TINY)).entropy_coeff == 0.005
+    decayed = load_train_config(None, [*TINY, "ppo.entropy_coeff_final=0.0", "ppo.entropy_decay_steps=800000"])
+    algo_config = build_algorithm_config(decayed)
+    algo_config.validate()  # RLlib accepts it as a schedule
+    assert algo_config.entropy_coeff == [[0, 0.005], [800000, 0.0]]
 
 
 # ---------------------------------------------------------------------------- module
