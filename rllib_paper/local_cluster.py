@@ -110,27 +110,33 @@ def _start_node(args: list[str], env: dict[str, str], log_path: Path) -> subproc
     )
 
 
-def _wait_for_nodes(state: LocalClusterState, expected: int, procs: list[subprocess.Popen], timeout_s: float) -> None:
-    """Poll the GCS until every node is alive; a node process that exits early fails fast."""
-    deadline = time.monotonic() + timeout_s
+def alive_node_ids(state: LocalClusterState, timeout_s: float = 60.0) -> set[str]:
+    """Ids of the cluster's alive nodes, asked of its GCS from a fresh process (so the caller's
+    own Ray state, auth token cache included, never mixes with this cluster's)."""
     script = (
-        f"import ray, json; ray.init(address={state.gcs_address!r}, logging_level='ERROR', log_to_driver=False);"
-        "print(json.dumps(sum(1 for n in ray.nodes() if n['Alive'])))"
+        f"import ray; ray.init(address={state.gcs_address!r}, logging_level='ERROR', log_to_driver=False);"
+        "print(','.join(n['NodeID'] for n in ray.nodes() if n['Alive']))"
     )
     env = {**os.environ, **state.client_env()}
     env.pop("RAY_ADDRESS")
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout_s, check=True
+    )
+    return set(out.stdout.strip().splitlines()[-1].split(","))
+
+
+def _wait_for_nodes(state: LocalClusterState, expected: int, procs: list[subprocess.Popen], timeout_s: float) -> None:
+    """Poll the GCS until every node is alive; a node process that exits early fails fast."""
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"`ray start` exited with code {proc.returncode}; see the logs in {state.root}")
         try:
-            out = subprocess.run(
-                [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60, check=False
-            )
-            if out.returncode == 0 and int(out.stdout.strip().splitlines()[-1]) >= expected:
+            if len(alive_node_ids(state)) >= expected:
                 return
-        except (subprocess.TimeoutExpired, ValueError, IndexError):
-            pass
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError, IndexError):
+            pass  # the GCS is not answering yet
         time.sleep(1.0)
     raise TimeoutError(f"the local cluster did not come up with {expected} nodes within {timeout_s:.0f} s")
 

@@ -22,11 +22,11 @@ from typing import Any
 import yaml
 
 from rllib_paper.config import ConfigError
+from rllib_paper.storage import is_uri
 
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 # Flags whose value is where a command writes results or reads checkpoints.
 PATH_FLAGS = ("--out", "--checkpoint", "--storage", "--seeds-file", "--compare-out", "--json")
-URI_PREFIXES = ("s3://", "gs://", "gcs://", "abfs://", "az://", "hdfs://", "file://")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,7 +69,7 @@ def check_paths_are_shared(command: list[str]) -> None:
         if flag not in PATH_FLAGS:
             continue
         value = inline or (command[i + 1] if i + 1 < len(command) else "")
-        if not value or value.startswith(URI_PREFIXES) or Path(value).is_absolute():
+        if not value or is_uri(value) or Path(value).is_absolute():
             continue
         if flag in ("--checkpoint", "--seeds-file") and (REPO_ROOT / value).exists():
             continue  # an input shipped in the working directory (e.g. a committed checkpoint)

@@ -1,6 +1,10 @@
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +41,23 @@ def short_tmp():
     path = tempfile.mkdtemp(prefix="rp-", dir="/tmp")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def run_cluster_script(short_tmp):
+    """Run a `ray.cluster_utils.Cluster` script in its own process (a fresh Ray, short socket
+    paths) and return the JSON object its last stdout line prints."""
+
+    def run(script: str, *args: str) -> dict:
+        result = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=Path(__file__).resolve().parents[1],
+            env={**os.environ, "RAY_TMPDIR": short_tmp},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    return run

@@ -5,7 +5,6 @@ head; and one residual PPO iteration on top of it, querying the base once per k 
 import contextlib
 import csv
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -125,20 +124,11 @@ CLUSTER_SCRIPT = textwrap.dedent(
 )
 
 
-def test_actor_on_the_gpu_node_serves_envs_on_the_head(stand_in, short_tmp):
+def test_actor_on_the_gpu_node_serves_envs_on_the_head(stand_in, run_cluster_script):
     """BasePolicyActor placed by a custom resource and by a node label on the second node;
     envs in Ray tasks on the head find it by name and step through the slow stand-in."""
     address, mapping = stand_in
-    result = subprocess.run(
-        [sys.executable, "-c", CLUSTER_SCRIPT, address, str(mapping)],
-        cwd=ROOT,
-        env={**os.environ, "RAY_TMPDIR": short_tmp},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_cluster_script(CLUSTER_SCRIPT, address, str(mapping))
     assert out["head"] != out["gpu_node"]
     assert set(out["runs"]) == {"groot-by-resource", "groot-by-label"}
     for name, runs in out["runs"].items():

@@ -239,20 +239,11 @@ CLUSTER_SCRIPT = textwrap.dedent(
 )
 
 
-def test_env_runners_spread_over_two_nodes(tmp_path, short_tmp):
+def test_env_runners_spread_over_two_nodes(tmp_path, run_cluster_script):
     """A head and a second node carrying a custom resource; one runner per node (1 CPU each)."""
     assignments = [*TINY, "env_runners.num_env_runners=2", "env_runners.num_envs_per_env_runner=1"]
     assignments += ["stop={iterations: 1}", "ppo.train_batch_size=120", "ppo.minibatch_size=60"]
-    result = subprocess.run(
-        [sys.executable, "-c", CLUSTER_SCRIPT, str(tmp_path / "run"), *assignments],
-        cwd=ROOT,
-        env={**os.environ, "RAY_TMPDIR": short_tmp},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    placement = json.loads(result.stdout.strip().splitlines()[-1])
+    placement = run_cluster_script(CLUSTER_SCRIPT, str(tmp_path / "run"), *assignments)
     assert placement["summary"]["iterations"] == 1
     nodes = {row["node_id"] for row in _rows(tmp_path / "run" / "episodes.csv")}
     assert nodes == {placement["head"], placement["worker"]}
