@@ -95,7 +95,7 @@ def build_algorithm_config(config: TrainConfig):
         )
         .learners(num_learners=learners.num_learners, num_gpus_per_learner=1 if use_gpu else 0)
         .training(
-            lr=ppo.lr,
+            lr=ppo.lr_schedule(),
             num_epochs=ppo.num_epochs,
             clip_param=ppo.clip_param,
             entropy_coeff=ppo.entropy_schedule(),
@@ -391,6 +391,7 @@ class Trainer:
             "vf_loss": _to_float(learner.get("vf_loss")),
             "entropy": _to_float(learner.get("entropy")),
             "mean_kl": _to_float(learner.get("mean_kl_loss")),
+            "lr": _to_float(learner.get("default_optimizer_learning_rate")),
             "sample_seconds": sample_seconds,
             "sample_steps_per_s": sampled / sample_seconds if sample_seconds and sample_seconds > 0 else float("nan"),
             "iteration_seconds": _to_float(result.get("time_this_iter_s")),
@@ -410,6 +411,9 @@ class Trainer:
     @staticmethod
     def _append_csv(path: Path, rows: list[dict[str, Any]], fieldnames: Sequence[str]) -> None:
         new = not path.is_file() or path.stat().st_size == 0
+        if not new:  # a resumed run keeps the columns its file started with
+            with open(path, newline="", encoding="utf-8") as fh:
+                fieldnames = next(csv.reader(fh))
         with open(path, "a", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
             if new:

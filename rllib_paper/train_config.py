@@ -68,6 +68,11 @@ class PPOSection:
     """PPO and network settings. Seed defaults: lr 3e-4, 10 epochs, clip 0.2, entropy 0.005."""
 
     lr: float = 3e-4
+    # Optional linear annealing of the learning rate to lr_final over lr_decay_steps env steps
+    # (CleanRL's anneal_lr): large steps while the residual finds its corrections, small ones
+    # while it refines them, so late updates stop undoing what earlier ones learned.
+    lr_final: float | None = None
+    lr_decay_steps: int = 1_000_000
     num_epochs: int = 10
     clip_param: float = 0.2
     entropy_coeff: float = 0.005
@@ -93,6 +98,9 @@ class PPOSection:
 
     def __post_init__(self) -> None:
         _check_range("ppo.lr", self.lr, 0.0, 1.0, low_open=True)
+        if self.lr_final is not None:
+            _check_range("ppo.lr_final", self.lr_final, 0.0, 1.0, low_open=True)
+        _check_int("ppo.lr_decay_steps", self.lr_decay_steps, 1)
         _check_int("ppo.num_epochs", self.num_epochs, 1, 1000)
         _check_range("ppo.clip_param", self.clip_param, 0.0, 10.0, low_open=True)
         _check_range("ppo.entropy_coeff", self.entropy_coeff, 0.0, 10.0)
@@ -112,13 +120,20 @@ class PPOSection:
         _check_range("ppo.kl_target", self.kl_target, 0.0, 10.0, low_open=True)
         if not self.hiddens or any(not isinstance(h, int) or h < 1 for h in self.hiddens):
             raise ConfigError(f"ppo.hiddens={list(self.hiddens)!r}: expected a list of positive layer sizes")
+        _check_range("ppo.init_std", self.init_std, 0.0, 10.0, low_open=True)
 
     def entropy_schedule(self) -> float | list[list[float]]:
         """RLlib's entropy_coeff: a constant, or [[env_step, value], ...] interpolated linearly."""
-        if self.entropy_coeff_final is None:
-            return self.entropy_coeff
-        return [[0, self.entropy_coeff], [self.entropy_decay_steps, self.entropy_coeff_final]]
-        _check_range("ppo.init_std", self.init_std, 0.0, 10.0, low_open=True)
+        return _linear_schedule(self.entropy_coeff, self.entropy_coeff_final, self.entropy_decay_steps)
+
+    def lr_schedule(self) -> float | list[list[float]]:
+        """RLlib's lr: a constant, or [[env_step, value], ...] interpolated linearly."""
+        return _linear_schedule(self.lr, self.lr_final, self.lr_decay_steps)
+
+
+def _linear_schedule(start: float, final: float | None, steps: int) -> float | list[list[float]]:
+    # RLlib holds the last value after the final point.
+    return start if final is None else [[0, start], [steps, final]]
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,9 @@ def _rows(path):
         ("env.overrides={task: {max_steps: 0}}", r"task.max_steps=0"),
         ("ppo.entropy_coeff_final=-0.1", r"ppo.entropy_coeff_final=-0.1: allowed range is \[0.0, 10.0\]"),
         ("ppo.entropy_decay_steps=0", r"ppo.entropy_decay_steps=0: allowed range is \[1, inf\]"),
+        ("ppo.lr_final=0", r"ppo.lr_final=0: allowed range is \(0.0, 1.0\]"),
+        ("ppo.lr_decay_steps=0", r"ppo.lr_decay_steps=0: allowed range is \[1, inf\]"),
+        ("ppo.init_std=0", r"ppo.init_std=0: allowed range is \(0.0, 10.0\]"),
     ],
 )
 def test_bad_train_config_is_one_clear_error(assignment, message):
@@ -79,6 +82,16 @@ def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
     algo_config = build_algorithm_config(decayed)
     algo_config.validate()  # RLlib accepts it as a schedule
     assert algo_config.entropy_coeff == [[0, 0.005], [800000, 0.0]]
+
+
+def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
+    from rllib_paper.train import build_algorithm_config
+
+    assert build_algorithm_config(load_train_config(None, TINY)).lr == 3e-4
+    annealed = load_train_config(None, [*TINY, "ppo.lr_final=3e-5", "ppo.lr_decay_steps=1500000"])
+    algo_config = build_algorithm_config(annealed)
+    algo_config.validate()
+    assert algo_config.lr == [[0, 3e-4], [1500000, 3e-5]]
 
 
 # ---------------------------------------------------------------------------- module
