@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from rllib_paper.config import DR_PRESETS, RandomizationConfig, coerce_env_config
+from rllib_paper.config import DR_PRESETS, ConfigError, RandomizationConfig, coerce_env_config
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.policies.base import BasePolicy, make_base_policy
 from rllib_paper.policies.scripted import ScriptedPusher
@@ -32,6 +32,30 @@ def test_pusher_succeeds_on_easy_seeds(seed):
     record = run_episode({"randomization": "phase1"}, "scripted", seed)
     assert record.success and record.success_step == record.steps < 200
     assert record.final_corner_excess_mm == 0.0 and not record.sim_unstable
+
+
+def test_pusher_parameters_come_from_the_spec():
+    config = coerce_env_config(None, dr="phase1")
+    tuned = make_base_policy("scripted?hover_height=0.035&max_turn_steps=30", config)
+    assert tuned.params.hover_height == 0.035 and tuned.params.max_turn_steps == 30
+    assert make_base_policy("scripted", config).params.hover_height == 0.02
+    # The override reaches the episode: a higher hover changes the trajectory of the same seed.
+    default, higher = (run_episode({"randomization": "phase1"}, spec, 29) for spec in ("scripted", "scripted?hover_height=0.04"))
+    assert default.success and higher.success and higher.success_step != default.success_step
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("scripted?nope=1", r"pusher.nope: unknown parameter"),
+        ("scripted?drag_speed=fast", r"pusher.drag_speed='fast': expected a number"),
+        ("scripted?drag_speed=-0.1", r"pusher.drag_speed=-0.1: allowed range is \[0, inf\)"),
+        ("scripted?max_turn_steps=2.5", r"pusher.max_turn_steps='2.5': expected a number"),
+    ],
+)
+def test_bad_pusher_spec_names_the_field(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        make_base_policy(spec, coerce_env_config(None, dr="phase1"))
 
 
 def test_pusher_is_deterministic():

@@ -13,6 +13,7 @@ axis, so camera frames or other inputs can be added without changing the signatu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,11 +75,14 @@ def available_base_policies() -> list[str]:
 
 
 def make_base_policy(spec: str, config: EnvConfig) -> BasePolicy:
-    name = spec.split(":", 1)[0]
+    # "name", "name:target?options" (groot, actor) or "name?options" (scripted?drag_speed=0.12)
+    name = spec.split(":", 1)[0].split("?", 1)[0]
     try:
         factory = _REGISTRY[name]
     except KeyError:
         raise ConfigError(f"residual.base_policy={spec!r}: allowed values are {available_base_policies()}") from None
+    if config.residual.base_policy != spec:  # factories read their options from the spec in the config
+        config = dataclasses.replace(config, residual=dataclasses.replace(config.residual, base_policy=spec))
     return factory(config)
 
 
@@ -110,9 +114,9 @@ class ConstantTargetPolicy:
 
 
 def _scripted_factory(config: EnvConfig) -> BasePolicy:
-    from rllib_paper.policies.scripted import ScriptedPusher
+    from rllib_paper.policies.scripted import ScriptedPusher, pusher_params_from_spec
 
-    return ScriptedPusher(config)
+    return ScriptedPusher(config, pusher_params_from_spec(config.residual.base_policy))
 
 
 register_base_policy("scripted", _scripted_factory)

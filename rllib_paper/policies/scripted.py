@@ -25,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
+from urllib.parse import parse_qsl
 
 import numpy as np
 
@@ -81,6 +82,24 @@ class PusherParams:
 
 
 _SIGNED_PARAMS = {"ahead_bias", "steer_gain"}
+
+
+def pusher_params_from_spec(spec: str) -> PusherParams:
+    """``scripted`` or ``scripted?drag_speed=0.12&hover_height=0.03``: PusherParams overrides
+    in the policy spec, so eval, train and Tune can vary the base without code edits."""
+    name, _, query = spec.partition("?")
+    if name != "scripted":
+        raise ConfigError(f"residual.base_policy={spec!r}: expected 'scripted' or 'scripted?key=value&...'")
+    allowed = {f.name: f.type for f in fields(PusherParams)}
+    overrides: dict[str, float | int] = {}
+    for key, text in parse_qsl(query, keep_blank_values=True):
+        if key not in allowed:
+            raise ConfigError(f"pusher.{key}: unknown parameter in {spec!r}; allowed: {sorted(allowed)}")
+        try:
+            overrides[key] = int(text) if allowed[key] in (int, "int") else float(text)
+        except ValueError:
+            raise ConfigError(f"pusher.{key}={text!r}: expected a number (in {spec!r})") from None
+    return PusherParams(**overrides)
 
 
 class Phase(Enum):
