@@ -40,7 +40,9 @@ def test_pusher_parameters_come_from_the_spec():
     assert tuned.params.hover_height == 0.035 and tuned.params.max_turn_steps == 30
     assert make_base_policy("scripted", config).params.hover_height == 0.02
     # The override reaches the episode: a higher hover changes the trajectory of the same seed.
-    default, higher = (run_episode({"randomization": "phase1"}, spec, 29) for spec in ("scripted", "scripted?hover_height=0.04"))
+    default, higher = (
+        run_episode({"randomization": "phase1"}, spec, 29) for spec in ("scripted", "scripted?hover_height=0.04")
+    )
     assert default.success and higher.success and higher.success_step != default.success_step
 
 
