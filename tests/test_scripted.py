@@ -60,6 +60,31 @@ def test_bad_pusher_spec_names_the_field(spec, message):
         make_base_policy(spec, coerce_env_config(None, dr="phase1"))
 
 
+def _plan_for(spec, centre, yaw):
+    """The stroke the pusher plans for a sheet lying at centre with the given yaw."""
+    from rllib_paper.policies.scripted import _EpisodeState
+    from rllib_paper.sim.task import wrap_half_turn
+
+    policy = make_base_policy(spec, coerce_env_config(None, dr="phase1"))
+    state, centre = _EpisodeState(), np.asarray(centre)
+    to_goal = np.asarray(policy.frame.center) - centre
+    policy._plan_turn(state, centre, yaw, wrap_half_turn(yaw), to_goal, float(np.linalg.norm(to_goal)))
+    return state
+
+
+def test_far_sheet_translates_rather_than_pulling_away_from_the_frame():
+    # The traced ping-pong: the sheet straddles the far tape strip, turned -0.16 rad; the only
+    # usable corner pull heads about 85 degrees off the frame direction and drags it sideways.
+    sideways = _plan_for("scripted?max_turn_detour=3.1416", (0.305, 0.077), -0.16)
+    assert sideways.turning and sideways.corner == 3
+    pull_heading = np.arctan2(sideways.pull_direction[1], sideways.pull_direction[0])
+    assert np.degrees(abs(np.angle(np.exp(1j * (pull_heading - np.arctan2(-0.077, 0.16 - 0.305)))))) > 70
+    translated = _plan_for("scripted", (0.305, 0.077), -0.16)
+    assert not translated.turning and translated.pull_direction is None
+    # A sheet whose pull heads toward the frame still turns under the default.
+    assert _plan_for("scripted", (0.30, 0.0), 0.3).turning
+
+
 def test_pusher_is_deterministic():
     first = run_episode({"randomization": "phase2"}, "scripted", 3).to_dict()
     second = EpisodeRunner({"randomization": "phase2"}, "scripted").run(3).to_dict()

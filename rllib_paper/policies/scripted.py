@@ -71,6 +71,9 @@ class PusherParams:
     slip_limit: float = 0.015  # m, re-grasp when the tip has slid this far over the sheet
     max_stroke_steps: int = 150
     tilt: float = 0.5  # rad, jaw axis tilt from vertical, leaning away from the robot
+    # rad; while the sheet is farther than final_distance, a corner pull whose heading is more
+    # than this off the frame's direction is skipped for a translation stroke (math.pi: never)
+    max_turn_detour: float = 1.2
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -290,7 +293,11 @@ class ScriptedPusher:
     def _plan_turn(self, st, centre, yaw, yaw_error, to_goal, distance) -> None:
         """Corner pull: a sheet pressed near a corner trails its centre behind the finger, so
         pulling along (corner - centre) turned by the needed rotation swings it into line.
-        Of the four corners, take the one whose pull direction heads most toward the frame."""
+        Of the four corners, take the one whose pull direction heads most toward the frame.
+
+        On a far sheet whose near corners lie on the tape, the usable pulls head sideways or
+        back out; taking them undoes the last translation stroke (the ping-pong that used to
+        burn the 400 steps), so there we translate and turn once the sheet is close."""
         p = self.params
         needed = -yaw_error
         goal_heading = math.atan2(to_goal[1], to_goal[0]) if distance > 0.01 else None
@@ -312,6 +319,9 @@ class ScriptedPusher:
             score -= 0.3 * (corner[0] < centre[0])  # prefer pulling toward the robot: better reach
             if best is None or score < best[0]:
                 best = (score, corner, heading, index)
+        detour = best is not None and goal_heading is not None and distance > p.final_distance
+        if detour and abs(wrap_angle(best[2] - goal_heading)) > p.max_turn_detour:
+            best = None  # every usable pull would drag the sheet away from the frame: translate now
         if best is None:  # no reachable corner: fall back to translating
             self._plan_translate(st, centre, yaw, yaw_error, to_goal, distance)
             return
