@@ -67,7 +67,8 @@ def test_set_overrides_parse_yaml_values_and_shipped_configs_load():
     data = apply_overrides({"ppo": {"lr": 1e-3}}, ["ppo.hiddens=[64, 64]", "env.dr=phase1", "seed=7"])
     assert data == {"ppo": {"lr": 1e-3, "hiddens": [64, 64]}, "env": {"dr": "phase1"}, "seed": 7}
     config = load_train_config("residual_scripted", ["ppo.lr=1e-4"])
-    assert config.ppo.lr == 1e-4 and config.env.base_policy == "scripted" and config.env.dr == "phase2"
+    assert config.ppo.lr == 1e-4 and config.env.dr == "phase2"
+    assert config.env.base_policy == "scripted?max_turn_detour=3.1416"  # the headline's base
     assert TrainConfig().ppo.num_epochs == 10 and TrainConfig().ppo.clip_param == 0.2
     assert TrainConfig().ppo.entropy_coeff == 0.005 and TrainConfig().ppo.lr == 3e-4
     with pytest.raises(ConfigError, match="no such file, and not one of the shipped configs"):
