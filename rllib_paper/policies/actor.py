@@ -312,19 +312,29 @@ class ActorBasePolicy:
         obs = {k: np.asarray(v) for k, v in observations.items()}
         obs[EPISODE_KEY] = np.full(len(obs["state"]), self._episode, dtype=np.int64)
         self.calls += 1
-        ref = self.handle.act.remote(obs)
-        try:
-            return ray.get(ref, timeout=self.options.timeout)
-        except ray.exceptions.GetTimeoutError:
-            ray.cancel(ref)
-            raise BasePolicyError(
-                f"base-policy actor for {self.inner_spec!r} did not answer within {self.options.timeout:g} s"
-            ) from None
-        except ray.exceptions.RayActorError as exc:
-            self._stale = True
-            raise BasePolicyError(f"base-policy actor for {self.inner_spec!r} died: {_short(exc)}") from None
-        except ray.exceptions.RayTaskError as exc:
-            raise BasePolicyError(f"base-policy actor for {self.inner_spec!r} failed: {_short(exc)}") from None
+        deadline = time.monotonic() + self.options.timeout
+        while True:
+            ref = self.handle.act.remote(obs)
+            try:
+                return ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))
+            except ray.exceptions.ActorUnavailableError:
+                # Ray is restarting the actor (max_restarts): wait for it, within the same timeout.
+                if time.monotonic() >= deadline:
+                    raise BasePolicyError(
+                        f"base-policy actor for {self.inner_spec!r} was still restarting after "
+                        f"{self.options.timeout:g} s"
+                    ) from None
+                time.sleep(0.2)
+            except ray.exceptions.GetTimeoutError:
+                ray.cancel(ref)
+                raise BasePolicyError(
+                    f"base-policy actor for {self.inner_spec!r} did not answer within {self.options.timeout:g} s"
+                ) from None
+            except ray.exceptions.RayActorError as exc:
+                self._stale = True
+                raise BasePolicyError(f"base-policy actor for {self.inner_spec!r} died: {_short(exc)}") from None
+            except ray.exceptions.RayTaskError as exc:
+                raise BasePolicyError(f"base-policy actor for {self.inner_spec!r} failed: {_short(exc)}") from None
 
     def stats(self) -> dict[str, Any]:
         return ray.get(self.handle.stats.remote(), timeout=self.options.timeout)
