@@ -12,6 +12,7 @@ from rllib_paper.policies.base import BasePolicy, make_base_policy
 from rllib_paper.policies.scripted import ScriptedPusher
 from rllib_paper.rollout import EpisodeRunner, run_episode
 from rllib_paper.sim.scene import BIT_ARM
+from rllib_paper.sim.task import wrap_angle, wrap_half_turn
 
 EASY_PHASE1_SEEDS = (29, 32, 24)  # dev seeds the pusher solves in under 150 steps
 
@@ -63,7 +64,6 @@ def test_bad_pusher_spec_names_the_field(spec, message):
 def _plan_for(spec, centre, yaw):
     """The stroke the pusher plans for a sheet lying at centre with the given yaw."""
     from rllib_paper.policies.scripted import _EpisodeState
-    from rllib_paper.sim.task import wrap_half_turn
 
     policy = make_base_policy(spec, coerce_env_config(None, dr="phase1"))
     state, centre = _EpisodeState(), np.asarray(centre)
@@ -78,7 +78,7 @@ def test_far_sheet_translates_rather_than_pulling_away_from_the_frame():
     sideways = _plan_for("scripted?max_turn_detour=3.1416", (0.305, 0.077), -0.16)
     assert sideways.turning and sideways.corner == 3
     pull_heading = np.arctan2(sideways.pull_direction[1], sideways.pull_direction[0])
-    assert np.degrees(abs(np.angle(np.exp(1j * (pull_heading - np.arctan2(-0.077, 0.16 - 0.305)))))) > 70
+    assert np.degrees(abs(wrap_angle(pull_heading - np.arctan2(-0.077, 0.16 - 0.305)))) > 70
     translated = _plan_for("scripted", (0.305, 0.077), -0.16)
     assert not translated.turning and translated.pull_direction is None
     # A sheet whose pull heads toward the frame still turns under the default.

@@ -319,8 +319,8 @@ class ScriptedPusher:
             score -= 0.3 * (corner[0] < centre[0])  # prefer pulling toward the robot: better reach
             if best is None or score < best[0]:
                 best = (score, corner, heading, index)
-        detour = best is not None and goal_heading is not None and distance > p.final_distance
-        if detour and abs(wrap_angle(best[2] - goal_heading)) > p.max_turn_detour:
+        far = best is not None and goal_heading is not None and distance > p.final_distance
+        if far and abs(wrap_angle(best[2] - goal_heading)) > p.max_turn_detour:
             best = None  # every usable pull would drag the sheet away from the frame: translate now
         if best is None:  # no reachable corner: fall back to translating
             self._plan_translate(st, centre, yaw, yaw_error, to_goal, distance)
