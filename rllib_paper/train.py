@@ -422,12 +422,19 @@ class Trainer:
 
     @staticmethod
     def _line(row: dict[str, Any]) -> str:
+        head = f"iter {row['iteration']:4d} | steps {row['env_steps_total']:>9,} | {row['iteration_seconds']:5.1f} s | "
+        tail = f"{row['sample_steps_per_s']:.0f} steps/s sampled"
+        rolling = (
+            f"{row['success_rolling']:.2f} last {row['rolling_episodes']}" if row["rolling_episodes"] else "none yet"
+        )
+        if not row["episodes"]:
+            # Long episodes and a small batch: say so rather than print a row of nan.
+            return f"{head}no episode ended this iteration, success {rolling} | {tail}"
         terms = " ".join(f"{t[:4]} {row[f'reward_{t}']:.1f}" for t in REWARD_TERMS)
         return (
-            f"iter {row['iteration']:4d} | steps {row['env_steps_total']:>9,} | {row['iteration_seconds']:5.1f} s | "
-            f"success {row['success_rate']:.2f} it, {row['success_rolling']:.2f} last {row['rolling_episodes']} | "
+            f"{head}success {row['success_rate']:.2f} it, {rolling} | "
             f"return {row['episode_return']:7.1f} | len {row['episode_length']:5.1f} | "
-            f"|res| {row['residual_abs_mean']:.3f} | {terms} | {row['sample_steps_per_s']:.0f} steps/s sampled"
+            f"|res| {row['residual_abs_mean']:.3f} | {terms} | {tail}"
         )
 
     def _log(self, text: str) -> None:

@@ -95,6 +95,24 @@ def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
     assert algo_config.lr == [[0, 3e-4], [1500000, 3e-5]]
 
 
+def test_compact_log_line_says_when_no_episode_ended_instead_of_printing_nan():
+    from rllib_paper.envs.paper_env import REWARD_TERMS
+    from rllib_paper.train import Trainer
+
+    nan = float("nan")
+    row = {"iteration": 3, "env_steps_total": 12000, "iteration_seconds": 9.5, "sample_steps_per_s": 600.0}
+    empty = {**row, "episodes": 0, "success_rate": nan, "success_rolling": 0.5, "rolling_episodes": 20}
+    empty |= {"episode_return": nan, "episode_length": nan, "residual_abs_mean": nan}
+    empty |= {f"reward_{t}": nan for t in REWARD_TERMS}
+    line = Trainer._line(empty)
+    assert "nan" not in line and "no episode ended this iteration, success 0.50 last 20" in line
+    first = {**empty, "rolling_episodes": 0, "success_rolling": nan}
+    assert "success none yet" in Trainer._line(first) and "nan" not in Trainer._line(first)
+    full = {**empty, "episodes": 4, "success_rate": 0.75, "episode_return": -20.0, "episode_length": 180.0}
+    full |= {"residual_abs_mean": 0.2} | {f"reward_{t}": 1.0 for t in REWARD_TERMS}
+    assert "success 0.75 it, 0.50 last 20 | return   -20.0" in Trainer._line(full)
+
+
 # ---------------------------------------------------------------------------- module
 def test_untrained_residual_is_exactly_zero_and_reproduces_the_base(tmp_path):
     """Iteration 0 behaves like the base: zero mean for any input, small std."""
