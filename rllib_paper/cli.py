@@ -26,11 +26,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     bsub = p.add_subparsers(dest="bench", required=True)
     env = bsub.add_parser("env", help="env step rate against raw MuJoCo with the fingertip pressing the sheet")
     env.add_argument("--steps", type=int, default=300)
-    env.add_argument("--rounds", type=int, default=5)
+    env.add_argument("--rounds", type=int, default=9)
     pusher = bsub.add_parser("pusher", help="scripted pusher compute per control step vs the env step")
     pusher.add_argument("--episodes", type=int, default=5)
     ev = bsub.add_parser("eval", help="evaluation episodes/s with 1 and 2 Ray workers")
-    ev.add_argument("--episodes", type=int, default=16)
+    ev.add_argument("--episodes", type=int, default=32)
+    ev.add_argument("--rounds", type=int, default=2, help="alternating 1- and 2-worker runs, pooled")
     tr = bsub.add_parser("train", help="env steps/s sampled by RLlib vs single-process env x runners")
     tr.add_argument("--runners", type=int, default=2)
     tr.add_argument("--envs-per-runner", type=int, default=8)
@@ -299,7 +300,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "eval":
         from rllib_paper.bench.eval import main as bench_eval
 
-        bench_eval(episodes=args.episodes)
+        bench_eval(episodes=args.episodes, rounds=args.rounds)
     elif args.bench == "train":
         from rllib_paper.bench.train import main as bench_train
 

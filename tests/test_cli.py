@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from rllib_paper.cli import main
 
 
@@ -53,3 +55,22 @@ def test_bench_pusher_last_line_is_json(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["bench"] == "pusher" and result["control_steps"] > 0
     assert 0 < result["pusher_to_env_step_ratio"] < 1
+
+
+def test_bench_eval_pools_alternating_rounds_and_prints_json_last(ray_local, capsys):
+    assert main(["bench", "eval", "--episodes", "2", "--rounds", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["bench"] == "eval" and result["episodes"] == 2 and len(result["ratio_per_round"]) == 2
+    assert result["episodes_per_s_1_worker"] > 0 and result["episodes_per_s_2_workers"] > 0
+    assert result["ratio_2_vs_1"] == pytest.approx(
+        result["episodes_per_s_2_workers"] / result["episodes_per_s_1_worker"], abs=1e-3
+    )
+    assert "2 episodes x 2 rounds, ratio by round:" in lines[0]
+
+
+def test_bench_eval_rejects_bad_arguments():
+    from rllib_paper.bench.eval import run
+
+    with pytest.raises(ValueError, match="rounds=0, allowed >= 1"):
+        run(episodes=4, rounds=0)

@@ -1,7 +1,11 @@
 """`rllib-paper bench eval`: evaluation throughput with 1 and 2 Ray workers, and their ratio.
 
 Both runs evaluate the same seeds with warm workers (env and policy already built), so the
-ratio measures how well episodes spread over the workers, not actor start-up.
+ratio measures how well episodes spread over the workers, not actor start-up. The two
+settings alternate for a few rounds and each rate is total episodes over total time: on a
+shared 2-core host the clock drifts by 20 % between runs a minute apart, and with a handful
+of shards the last one decides the 2-worker time, so one short round of each swings the
+ratio by +-0.1.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from collections import deque
 from rllib_paper.config import coerce_env_config
 
 
-def _throughput(workers: int, seeds: list[int], shard_size: int, env_config: dict, policy: str) -> float:
+def _elapsed(workers: int, seeds: list[int], shard_size: int, env_config: dict, policy: str) -> float:
+    """Seconds for ``workers`` warm actors to run every seed, shards handed out as workers free up."""
     import ray
 
     from rllib_paper.evaluate import _worker_class
@@ -36,12 +41,15 @@ def _throughput(workers: int, seeds: list[int], shard_size: int, env_config: dic
     elapsed = time.perf_counter() - start
     for actor in actors:
         ray.kill(actor)
-    return len(seeds) / elapsed
+    return elapsed
 
 
-def run(episodes: int = 16, policy: str = "scripted", dr: str = "phase2", shard_size: int = 2) -> dict:
+def run(episodes: int = 32, policy: str = "scripted", dr: str = "phase2", shard_size: int = 2, rounds: int = 2) -> dict:
     import ray
 
+    for name, value, least in (("episodes", episodes, 2), ("rounds", rounds, 1), ("shard_size", shard_size, 1)):
+        if value < least:
+            raise ValueError(f"bench eval: {name}={value}, allowed >= {least}")
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
@@ -49,27 +57,37 @@ def run(episodes: int = 16, policy: str = "scripted", dr: str = "phase2", shard_
     try:
         env_config = coerce_env_config(None, dr=dr, residual={"base_policy": policy}).to_dict()
         seeds = list(range(episodes))
-        one = _throughput(1, seeds, shard_size, env_config, policy)
-        two = _throughput(2, seeds, shard_size, env_config, policy)
+        one, two = [], []
+        for _ in range(rounds):
+            one.append(_elapsed(1, seeds, shard_size, env_config, policy))
+            two.append(_elapsed(2, seeds, shard_size, env_config, policy))
     finally:
         if started:
             ray.shutdown()
+    rate_one = episodes * rounds / sum(one)
+    rate_two = episodes * rounds / sum(two)
     return {
         "episodes": episodes,
+        "rounds": rounds,
         "policy": policy,
         "dr": dr,
-        "episodes_per_s_1_worker": one,
-        "episodes_per_s_2_workers": two,
-        "ratio_2_vs_1": two / one,
+        "episodes_per_s_1_worker": rate_one,
+        "episodes_per_s_2_workers": rate_two,
+        "ratio_2_vs_1": rate_two / rate_one,
+        "ratio_per_round": [a / b for a, b in zip(one, two, strict=True)],
     }
 
 
-def main(episodes: int = 16) -> dict:
-    result = run(episodes=episodes)
+def main(episodes: int = 32, rounds: int = 2) -> dict:
+    result = run(episodes=episodes, rounds=rounds)
+    rounds_text = ", ".join(f"{r:.2f}" for r in result["ratio_per_round"])
+    print(f"{episodes} episodes x {rounds} rounds, ratio by round: {rounds_text}")
     print(f"1 worker : {result['episodes_per_s_1_worker']:.2f} episodes/s")
     print(
         f"2 workers: {result['episodes_per_s_2_workers']:.2f} episodes/s  ratio {result['ratio_2_vs_1']:.2f} "
         "(target >= 1.7)"
     )
-    print(json.dumps({"bench": "eval", **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}))
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+    rounded["ratio_per_round"] = [round(r, 4) for r in result["ratio_per_round"]]
+    print(json.dumps({"bench": "eval", **rounded}))
     return result
