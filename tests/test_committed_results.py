@@ -36,3 +36,15 @@ def test_committed_base_episodes_replay_exactly(spec, seed):
     record = run_episode({"randomization": "phase2"}, spec, seed)
     assert (record.success, record.steps) == (bool(row.success), int(row.steps))
     assert record.final_distance == row.final_distance and record.final_yaw_error == row.final_yaw_error
+
+
+def test_the_two_headline_training_seeds_were_scored_against_the_same_base_episodes():
+    """The README's seed-0 and seed-1 experiments each evaluated the base afresh; every episode
+    field but the run's own bookkeeping (node, worker, wall time) must agree."""
+    runtime = ["node_id", "worker_pid", "wall_seconds"]
+    first, second = (
+        _rows(RESULTS / name / "eval_base/episodes.parquet").drop(columns=runtime).sort_index()
+        for name in ("experiment_scripted_phase2_anneal", "experiment_scripted_phase2_anneal_seed1")
+    )
+    assert len(first) == 200
+    pd.testing.assert_frame_equal(first, second)
