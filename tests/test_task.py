@@ -98,3 +98,10 @@ def test_no_randomized_start_already_succeeds(preset):
         distances.append(result.distance)
     assert min(distances) >= 0.039  # the sheet always travels at least ~4 cm
     assert np.mean(distances) > 0.10
+
+
+@pytest.mark.parametrize("xy, yaw", [((math.nan, 0.0), 0.0), ((0.16, math.nan), 0.0), ((0.16, 0.0), math.nan)])
+def test_a_nan_pose_is_never_success(xy, yaw):
+    # Every corner comparison with NaN is false, so without a finiteness check a NaN pose
+    # would read as "no corner outside the frame".
+    assert not FRAME.evaluate(xy, yaw, A5).success

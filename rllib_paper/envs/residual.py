@@ -119,8 +119,8 @@ class ResidualPaperEnv(gym.Env):
 
     def _accumulate(self, info: dict[str, Any], reward: float) -> None:
         totals = self._totals
-        for term in REWARD_TERMS:
-            totals[term] += info[f"reward_{term}"]
+        for term, key in _REWARD_KEYS:
+            totals[term] += info[key]
         self._residual_abs_sum += info["residual_abs_mean"]
         self._return += reward
 
@@ -167,6 +167,9 @@ class ResidualPaperEnv(gym.Env):
         self._obs[:OBS_DIM] = obs
         self._obs[OBS_DIM:] = self._base_target
         return self._obs.copy()
+
+
+_REWARD_KEYS = tuple((term, f"reward_{term}") for term in REWARD_TERMS)  # built once, read every step
 
 
 def _ray_node_id() -> str:

@@ -73,17 +73,32 @@ class FrameGeometry:
         target_w, target_h = 0.5 * self.inner_size[0], 0.5 * self.inner_size[1]
         allowed_w, allowed_h = target_w + self.margin, target_h + self.margin
         worst_excess = worst_error = 0.0
-        for sx, sy in ((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0)):
-            lx, ly = sx * half_w, sy * half_h
+        # Corners as (sheet offset, matching frame corner); the signs are exact, so these are
+        # the same numbers as sign * half size. Comparisons instead of max(): same result
+        # (max keeps the first unless a later one is strictly greater), a third of the cost.
+        for lx, ly, fx, fy in (
+            (-half_w, -half_h, -target_w, -target_h),
+            (half_w, -half_h, target_w, -target_h),
+            (half_w, half_h, target_w, target_h),
+            (-half_w, half_h, -target_w, target_h),
+        ):
             px = dx + c * lx - s * ly
             py = dy + s * lx + c * ly
-            ox = max(abs(px) - allowed_w, 0.0)
-            oy = max(abs(py) - allowed_h, 0.0)
-            worst_excess = max(worst_excess, ox * ox + oy * oy)
-            ex, ey = px - sx * target_w, py - sy * target_h
-            worst_error = max(worst_error, ex * ex + ey * ey)
+            ox = abs(px) - allowed_w
+            if ox < 0.0:
+                ox = 0.0
+            oy = abs(py) - allowed_h
+            if oy < 0.0:
+                oy = 0.0
+            excess = ox * ox + oy * oy
+            if excess > worst_excess:
+                worst_excess = excess
+            ex, ey = px - fx, py - fy
+            error = ex * ex + ey * ey
+            if error > worst_error:
+                worst_error = error
         return PlacementResult(
-            success=worst_excess == 0.0,
+            success=worst_excess == 0.0 and math.isfinite(dx + dy + yaw_error),  # NaN is never success
             distance=math.hypot(dx, dy),
             yaw_error=yaw_error,
             corner_error_mm=1000.0 * math.sqrt(worst_error),
