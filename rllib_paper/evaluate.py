@@ -406,6 +406,7 @@ def eval_main(config: EvalConfig) -> int:
         json.dumps(
             {
                 "eval": config.policy,
+                "checkpoint": config.checkpoint,
                 "dr": config.dr,
                 "complete": report["complete"],
                 "episodes": report["episodes_done"],

@@ -208,7 +208,7 @@ class Trainer:
         self.metrics_rows: list[dict[str, Any]] = []
         self.episode_rows: list[dict[str, Any]] = []
         self.window: deque[bool] = deque(maxlen=config.success_window)
-        self.best = {"success_rolling": -1.0, "iteration": 0}
+        self.best: dict[str, Any] | None = None  # set when a full success window first yields a best checkpoint
         self.env_steps = 0
         self.wall_seconds = 0.0  # summed over all sessions of this run
         self._tb = None
@@ -325,7 +325,8 @@ class Trainer:
                 if algo.iteration % self.config.checkpoint_every == 0 or reason:  # the last one is always saved
                     saved = self._checkpoint(f"iter_{algo.iteration:06d}")
                 # "Best" only over a full window: a lucky handful of early episodes is not a policy.
-                if row["success_rolling"] > self.best["success_rolling"] and len(self.window) == self.window.maxlen:
+                better = self.best is None or row["success_rolling"] > self.best["success_rolling"]
+                if better and len(self.window) == self.window.maxlen:
                     self._save_best(row)
                 if self.on_iteration is not None:
                     self.on_iteration(row, saved)

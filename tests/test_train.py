@@ -167,6 +167,9 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
     assert float(rows[-1]["residual_abs_mean"]) > 0  # the stochastic policy explores
     episodes = _rows(run / "episodes.csv")
     assert len(episodes) >= 4 and all(0 < int(e["length"]) <= 40 for e in episodes)
+    # Fewer episodes than the success window: no "best" checkpoint, and the summary says so.
+    assert len(episodes) < config.success_window
+    assert summary["best"] is None and not (run / "checkpoints" / "best").exists()
     assert [row["iteration"] for row, _ in seen] == [1, 2]
     assert seen[-1][1] is not None and seen[-1][1].name == "iter_000002"  # reported after it was saved
     assert any(p.name.startswith("events") for p in (run / "tensorboard").iterdir())
