@@ -25,7 +25,7 @@ from rllib_paper.sim.task import FrameGeometry, quat_to_yaw
 
 OBS_DIM = 25
 REWARD_TERMS = ("success", "distance", "orientation", "residual", "time")
-_REWARD_KEYS = {term: f"reward_{term}" for term in REWARD_TERMS}  # info keys, built once
+REWARD_INFO_KEYS = {term: f"reward_{term}" for term in REWARD_TERMS}  # info keys, built once, read every step
 _INSTABILITY_WARNINGS = (
     int(mujoco.mjtWarning.mjWARN_BADQACC),
     int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -169,7 +169,7 @@ class PaperSquareEnv(gym.Env):
         info = self._task_info(result, unstable)
         info["success"] = success
         for name, value in terms.items():
-            info[_REWARD_KEYS[name]] = value
+            info[REWARD_INFO_KEYS[name]] = value
         return self._state.astype(np.float32), reward, terminated, truncated, info
 
     def render(self):

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
-from rllib_paper.envs.paper_env import OBS_DIM, REWARD_TERMS, PaperSquareEnv
+from rllib_paper.envs.paper_env import OBS_DIM, REWARD_INFO_KEYS, REWARD_TERMS, PaperSquareEnv
 from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot, groot-local, actor specs)
 from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, make_base_policy, validate_chunk
 
@@ -119,7 +119,7 @@ class ResidualPaperEnv(gym.Env):
 
     def _accumulate(self, info: dict[str, Any], reward: float) -> None:
         totals = self._totals
-        for term, key in _REWARD_KEYS:
+        for term, key in REWARD_INFO_KEYS.items():
             totals[term] += info[key]
         self._residual_abs_sum += info["residual_abs_mean"]
         self._return += reward
@@ -167,9 +167,6 @@ class ResidualPaperEnv(gym.Env):
         self._obs[:OBS_DIM] = obs
         self._obs[OBS_DIM:] = self._base_target
         return self._obs.copy()
-
-
-_REWARD_KEYS = tuple((term, f"reward_{term}") for term in REWARD_TERMS)  # built once, read every step
 
 
 def _ray_node_id() -> str:
