@@ -32,7 +32,7 @@ PRESS_DEPTH = 0.004  # fingertip target this far below the sheet's top: a firm p
 def press_target(env: ResidualPaperEnv, xy: np.ndarray, depth: float = PRESS_DEPTH) -> np.ndarray:
     """Joint targets that put the fingertip ``depth`` below the table top at ``xy``, jaws tilted 30 deg."""
     inner = env.env
-    ik = FingertipIK(inner.model, inner.ids)
+    ik = FingertipIK(inner.model)
     heading = np.arctan2(xy[1], xy[0])
     axis = np.array([0.5 * np.cos(heading), 0.5 * np.sin(heading), -0.866])
     q, _ = ik.solve(np.array([xy[0], xy[1], -depth]), inner.current_target.copy(), axis=axis, iterations=200)

@@ -31,7 +31,7 @@ import numpy as np
 
 from rllib_paper.config import ConfigError, EnvConfig
 from rllib_paper.sim.kinematics import ARM_JOINTS, FingertipIK
-from rllib_paper.sim.scene import SceneIds, build_model
+from rllib_paper.sim.scene import build_kinematic_model
 from rllib_paper.sim.task import FrameGeometry, quat_to_yaw, wrap_angle, wrap_half_turn
 
 
@@ -118,18 +118,18 @@ class Phase(Enum):
 class _EpisodeState:
     phase: Phase = Phase.PLAN
     q: np.ndarray | None = None  # IK warm start / last joint target
-    tip_target: np.ndarray | None = None  # commanded fingertip position (world)
-    press_point: np.ndarray | None = None  # world xy where the current stroke presses
-    grasp_local: np.ndarray | None = None  # press point in the sheet frame at touch-down
+    tip_target: list[float] | None = None  # commanded fingertip position (world)
+    press_point: tuple[float, float] | None = None  # world xy where the current stroke presses
+    grasp_local: tuple[float, float] | None = None  # press point in the sheet frame at touch-down
     turning: bool = False
     turn_sign: float = 1.0
     turn_start: float = 0.0
     corner: int = -1
     ineffective_turns: int = 0
-    solved_for: np.ndarray | None = None
+    solved_for: list[float] | None = None  # the fingertip target st.q was solved for
     failed_corners: set[int] = field(default_factory=set)
     pull_direction: np.ndarray | None = None
-    stroke_start: np.ndarray | None = None
+    stroke_start: tuple[float, float] | None = None
     stroke_yaw: float = 0.0
     steps_in_phase: int = 0
 
@@ -144,9 +144,7 @@ class ScriptedPusher:
         self.config = config or EnvConfig()
         self.params = params or PusherParams()
         physics, task = self.config.physics, self.config.task
-        model = build_model(physics, task)
-        self.ids = SceneIds.from_model(model)
-        self.ik = FingertipIK(model, self.ids)
+        self.ik = FingertipIK(build_kinematic_model(physics, task))
         self.dt = physics.substeps * physics.timestep
         self.frame = FrameGeometry(task.frame_xy, task.frame_inner_size, task.success_margin)
         self.paper_size = physics.paper_size
@@ -178,44 +176,48 @@ class ScriptedPusher:
 
     # ------------------------------------------------------------------ control
     def _act_one(self, st: _EpisodeState, obs: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """One control step. It runs inside every env step, so it works on Python floats
+        (one ``tolist`` of the observation) rather than 2- and 3-vectors, whose numpy calls
+        cost more than their arithmetic; the operations and their order are those of the
+        vector form, so the targets are the same to the bit."""
         p = self.params
-        centre = obs[12:14]
-        yaw = quat_to_yaw(obs[15:19].tolist())
-        goal = centre + obs[19:21]
-        tip = obs[22:25]
+        o = obs.tolist()
+        cx, cy = o[12], o[13]
+        yaw = quat_to_yaw(o[15:19])
+        ux, uy = (cx + o[19]) - cx, (cy + o[20]) - cy  # centre -> goal, as goal - centre
+        tx, ty, tz = o[22], o[23], o[24]  # measured fingertip
         if st.q is None:
             st.q = target.copy()
-            st.tip_target = tip.copy()
+            st.tip_target = [tx, ty, tz]
         st.steps_in_phase += 1
         yaw_error = wrap_half_turn(yaw)  # how far the sheet is turned from alignment
-        to_goal = goal - centre
-        distance = math.hypot(to_goal[0], to_goal[1])
+        distance = math.hypot(ux, uy)
 
         if st.phase is Phase.PLAN:
-            self._plan(st, centre, yaw, yaw_error, to_goal, distance)
+            self._plan(st, np.array([cx, cy]), yaw, yaw_error, np.array([ux, uy]), distance)
         if st.phase is Phase.APPROACH:
-            aim = np.array([st.press_point[0], st.press_point[1], p.hover_height])
+            aim = [st.press_point[0], st.press_point[1], p.hover_height]
             st.tip_target = _step_toward(st.tip_target, aim, p.move_speed * self.dt)
             # The servos sag a few millimetres under gravity: judge arrival in the table plane.
-            arrived = np.array_equal(st.tip_target, aim) and np.linalg.norm(tip[:2] - aim[:2]) < p.arrival_tolerance
+            arrived = st.tip_target == aim and _norm(tx - aim[0], ty - aim[1]) < p.arrival_tolerance
             if arrived or st.steps_in_phase > 60:
                 self._enter(st, Phase.DESCEND)
         elif st.phase is Phase.DESCEND:
-            aim = np.array([st.press_point[0], st.press_point[1], -p.press_depth])
+            aim = [st.press_point[0], st.press_point[1], -p.press_depth]
             st.tip_target = _step_toward(st.tip_target, aim, p.descend_speed * self.dt)
-            touching = tip[2] < self.surface_z + 0.0015
+            touching = tz < self.surface_z + 0.0015
             if (touching and st.tip_target[2] <= -0.5 * p.press_depth) or st.steps_in_phase > 40:
-                st.grasp_local = _to_local(tip[:2], centre, yaw)
+                st.grasp_local = _rotate(tx - cx, ty - cy, -yaw)
                 self._enter(st, Phase.DRAG)
         elif st.phase is Phase.DRAG:
-            slipped = np.linalg.norm(_to_local(tip[:2], centre, yaw) - st.grasp_local) > p.slip_limit
+            lx, ly = _rotate(tx - cx, ty - cy, -yaw)
+            slipped = _norm(lx - st.grasp_local[0], ly - st.grasp_local[1]) > p.slip_limit
             if st.turning:
                 # Steer: pull along the current centre->finger line turned toward the needed
                 # rotation; the trailing sheet swings its centre behind the pull direction.
-                diagonal = tip[:2] - centre
-                swing = float(np.clip(p.turn_gain * -yaw_error, -p.max_swing, p.max_swing))
-                heading = math.atan2(diagonal[1], diagonal[0]) + swing
-                direction = np.array([math.cos(heading), math.sin(heading)])
+                swing = min(max(p.turn_gain * -yaw_error, -p.max_swing), p.max_swing)
+                heading = math.atan2(ty - cy, tx - cx) + swing
+                dx, dy = math.cos(heading), math.sin(heading)
                 speed = p.turn_speed
                 overshot = -yaw_error * st.turn_sign < 0.5 * p.yaw_tolerance
                 wrong_way = -yaw_error * st.turn_sign > st.turn_start + p.wrong_way_limit
@@ -223,10 +225,11 @@ class ScriptedPusher:
                     st.failed_corners.add(st.corner)
                 done = overshot or wrong_way or st.steps_in_phase > p.max_turn_steps
             else:
-                travelled = float(np.linalg.norm(st.tip_target[:2] - st.stroke_start))
+                travelled = _norm(st.tip_target[0] - st.stroke_start[0], st.tip_target[1] - st.stroke_start[1])
                 drifted = abs(yaw_error) > st.stroke_yaw + p.max_drift and distance > 0.02
                 done = distance < p.position_tolerance or travelled > p.max_translate or drifted
-                direction = to_goal / max(distance, 1e-9)
+                scale = max(distance, 1e-9)
+                dx, dy = ux / scale, uy / scale
                 speed = min(p.drag_speed, p.approach_gain * distance)  # slow down on the final centimetres
             if done or slipped or st.steps_in_phase > p.max_stroke_steps:
                 if st.turning:
@@ -236,15 +239,15 @@ class ScriptedPusher:
                         st.failed_corners.add(st.corner)  # it turned the sheet the wrong way
                 self._enter(st, Phase.LIFT)
             else:
-                st.tip_target[:2] += speed * self.dt * direction
-                st.tip_target[2] = -p.press_depth
+                advance = speed * self.dt
+                st.tip_target = [st.tip_target[0] + advance * dx, st.tip_target[1] + advance * dy, -p.press_depth]
         elif st.phase is Phase.LIFT:
-            aim = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
+            aim = [st.tip_target[0], st.tip_target[1], p.hover_height]
             st.tip_target = _step_toward(st.tip_target, aim, p.lift_speed * self.dt)
-            lifted = st.tip_target[2] >= p.hover_height and tip[2] > p.lift_clearance
+            lifted = st.tip_target[2] >= p.hover_height and tz > p.lift_clearance
             if lifted or st.steps_in_phase > 10:
                 self._enter(st, Phase.PLAN)
-        elif st.phase is Phase.HOLD and not self.frame.evaluate(centre, yaw, self.paper_size).success:
+        elif st.phase is Phase.HOLD and not self.frame.evaluate((cx, cy), yaw, self.paper_size).success:
             self._enter(st, Phase.PLAN)
         return self._solve(st)
 
@@ -252,7 +255,7 @@ class ScriptedPusher:
         p = self.params
         if self.frame.evaluate(centre, yaw, self.paper_size).success and distance < 0.01:
             self._enter(st, Phase.HOLD)
-            st.tip_target = np.array([st.tip_target[0], st.tip_target[1], p.hover_height])
+            st.tip_target = [st.tip_target[0], st.tip_target[1], p.hover_height]
             return
         tolerance = p.final_yaw_tolerance if distance < p.final_distance else p.yaw_tolerance
         if st.ineffective_turns >= p.max_ineffective_turns:
@@ -272,8 +275,8 @@ class ScriptedPusher:
         p = self.params
         u = to_goal / max(distance, 1e-9)
         steer = float(np.clip(p.steer_gain * yaw_error, -p.steer_limit, p.steer_limit))
-        st.press_point = self._press_point_off_tape(centre + _rotate(np.array([0.0, steer]), yaw), u)
-        st.stroke_start = st.press_point.copy()
+        point = self._press_point_off_tape(centre + np.array(_rotate(0.0, steer, yaw)), u)
+        st.press_point = st.stroke_start = (float(point[0]), float(point[1]))
         st.stroke_yaw = abs(yaw_error)
         st.pull_direction = None
         st.turning = False
@@ -308,7 +311,7 @@ class ScriptedPusher:
         for index, (sx, sy) in enumerate(((-1.0, -1.0), (1.0, -1.0), (1.0, 1.0), (-1.0, 1.0))):
             if index in st.failed_corners:
                 continue
-            corner = centre + _rotate(np.array([sx * half[0], sy * half[1]]), yaw)
+            corner = centre + np.array(_rotate(sx * half[0], sy * half[1], yaw))
             reach = math.hypot(corner[0], corner[1])
             clearance = min(_distance_to_box(corner, box) for box in self._tape_boxes)
             if not (p.min_reach <= reach <= p.max_reach) or clearance < p.tape_clearance:
@@ -326,7 +329,7 @@ class ScriptedPusher:
             self._plan_translate(st, centre, yaw, yaw_error, to_goal, distance)
             return
         _, corner, heading, st.corner = best
-        st.press_point = corner
+        st.press_point = (float(corner[0]), float(corner[1]))
         st.pull_direction = np.array([math.cos(heading), math.sin(heading)])
         st.turning = True
         st.turn_sign = math.copysign(1.0, needed)
@@ -338,30 +341,37 @@ class ScriptedPusher:
 
     def _solve(self, st: _EpisodeState) -> np.ndarray:
         p = self.params
-        target = st.tip_target.copy()
-        target[2] = max(target[2], -p.press_depth)
-        if st.solved_for is not None and np.array_equal(target, st.solved_for):
+        x, y, z = st.tip_target
+        target = [x, y, max(z, -p.press_depth)]
+        if target == st.solved_for:
             return st.q  # the target has not moved: the last solution still holds
         st.solved_for = target
-        heading = math.atan2(target[1], target[0])
-        axis = np.array([math.sin(p.tilt) * math.cos(heading), math.sin(p.tilt) * math.sin(heading), -math.cos(p.tilt)])
+        heading = math.atan2(y, x)
+        tilt = math.sin(p.tilt)
+        axis = (tilt * math.cos(heading), tilt * math.sin(heading), -math.cos(p.tilt))
         q, _ = self.ik.solve(target, st.q, axis=axis, iterations=4, tolerance=5e-4, axis_tolerance=5e-2)
         q[ARM_JOINTS:] = self._home[ARM_JOINTS:]  # keep the jaws closed into one fingertip
         st.q = q
         return q
 
 
-def _step_toward(current: np.ndarray, aim: np.ndarray, max_step: float) -> np.ndarray:
-    delta = aim - current
-    norm = float(np.linalg.norm(delta))
+def _step_toward(current: list[float], aim: list[float], max_step: float) -> list[float]:
+    dx, dy, dz = aim[0] - current[0], aim[1] - current[1], aim[2] - current[2]
+    norm = math.sqrt(dx * dx + dy * dy + dz * dz)
     if norm <= max_step:
-        return aim.copy()
-    return current + delta * (max_step / norm)
+        return list(aim)
+    scale = max_step / norm
+    return [current[0] + dx * scale, current[1] + dy * scale, current[2] + dz * scale]
 
 
-def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+def _norm(dx: float, dy: float) -> float:
+    """np.linalg.norm of (dx, dy), the same float: sqrt of the sum of squares in order."""
+    return math.sqrt(dx * dx + dy * dy)
+
+
+def _rotate(x: float, y: float, angle: float) -> tuple[float, float]:
     c, s = math.cos(angle), math.sin(angle)
-    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+    return c * x - s * y, s * x + c * y
 
 
 def _distance_to_box(point: np.ndarray, box: tuple[float, float, float, float]) -> float:
@@ -369,7 +379,3 @@ def _distance_to_box(point: np.ndarray, box: tuple[float, float, float, float]) 
     dx = max(x0 - point[0], 0.0, point[0] - x1)
     dy = max(y0 - point[1], 0.0, point[1] - y1)
     return math.hypot(dx, dy)
-
-
-def _to_local(point: np.ndarray, centre: np.ndarray, yaw: float) -> np.ndarray:
-    return _rotate(point - centre, -yaw)

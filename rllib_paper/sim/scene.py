@@ -275,3 +275,19 @@ def build_model(physics: PhysicsConfig | None = None, task: TaskConfig | None = 
     model = spec.compile()
     model.cam_fovy[SceneIds.from_model(model).wrist_camera] = task.camera_fovy
     return model
+
+
+def build_kinematic_model(physics: PhysicsConfig | None = None, task: TaskConfig | None = None) -> mujoco.MjModel:
+    """The scene's SO-101 alone, without a single geom: what inverse kinematics needs.
+
+    Bodies, joints, inertials (explicit in the package MJCF, so no geom adds mass) and the
+    fingertip site are the scene's, so its kinematics and Jacobians are the scene's to the
+    bit, while one kinematics pass costs half as much (no sheet, table, tape or meshes).
+    """
+    spec = build_spec(physics or PhysicsConfig(), task or TaskConfig())
+    for body in list(spec.worldbody.bodies):
+        if not body.name.startswith(ROBOT_PREFIX):
+            spec.delete(body)
+    for geom in list(spec.geoms):
+        spec.delete(geom)
+    return spec.compile()
