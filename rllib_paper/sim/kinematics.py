@@ -15,7 +15,7 @@ import math
 import mujoco
 import numpy as np
 
-from rllib_paper.sim.scene import FINGERTIP_SITE, JOINT_NAMES, ROBOT_PREFIX
+from rllib_paper.sim.scene import FINGERTIP_SITE, JOINT_NAMES, ROBOT_PREFIX, find_id
 
 ARM_JOINTS = 5  # pan, lift, elbow, wrist flex, wrist roll; the gripper is not used for reaching
 
@@ -99,10 +99,10 @@ class FingertipIK:
         """Return (q, position error in metres) for all six joints; only the arm moves.
 
         Runs every control step inside the scripted pusher, so the loop keeps its scalars in
-        Python floats and calls numpy only for the two matrix products (BLAS, whose
-        summation order we keep) and MuJoCo for kinematics, Jacobian and the 6 x 6 Cholesky
-        solve: the same IEEE double operations in the same order as the plain numpy loop
-        it replaced, at under half its cost (checked bit for bit on 71,052 recorded pusher
+        Python floats, writes its arrays in place (the two BLAS products keep their
+        summation order) and leaves kinematics, Jacobian and the 6 x 6 Cholesky solve to
+        MuJoCo: the same IEEE double operations in the same order as the plain numpy loop
+        it replaced, at about half its cost (checked bit for bit on 71,052 recorded pusher
         steps).
         """
         self._check_joints(q_init)
@@ -168,8 +168,4 @@ class FingertipIK:
 
 
 def _robot_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
-    index = mujoco.mj_name2id(model, kind, ROBOT_PREFIX + name)
-    if index < 0:
-        kind_name = kind.name[6:].lower()
-        raise KeyError(f"the model has no {kind_name} named {ROBOT_PREFIX + name!r}: is the SO-101 attached?")
-    return index
+    return find_id(model, kind, ROBOT_PREFIX + name)

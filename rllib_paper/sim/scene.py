@@ -74,6 +74,14 @@ def robot_mjcf_path() -> Path:
     return Path(str(root))
 
 
+def find_id(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str) -> int:
+    """Index of a named element, or a KeyError that names what is missing."""
+    index = mujoco.mj_name2id(model, kind, name)
+    if index < 0:
+        raise KeyError(f"the compiled model has no {kind.name[6:].lower()} named {name!r}")
+    return index
+
+
 @dataclass(frozen=True)
 class SceneIds:
     """Indices looked up once per model, so the env step never searches by name."""
@@ -100,13 +108,10 @@ class SceneIds:
     @classmethod
     def from_model(cls, model: mujoco.MjModel) -> SceneIds:
         def find(kind: mujoco.mjtObj, name: str) -> int:
-            index = mujoco.mj_name2id(model, kind, name)
-            if index < 0:
-                raise KeyError(f"the compiled scene has no {kind.name[6:].lower()} named {name!r}")
-            return index
+            return find_id(model, kind, name)
 
         def robot(kind: mujoco.mjtObj, name: str) -> int:
-            return find(kind, ROBOT_PREFIX + name)
+            return find_id(model, kind, ROBOT_PREFIX + name)
 
         joints = [robot(mujoco.mjtObj.mjOBJ_JOINT, n) for n in JOINT_NAMES]
         acts = [robot(mujoco.mjtObj.mjOBJ_ACTUATOR, n) for n in JOINT_NAMES]
@@ -268,7 +273,8 @@ def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
 
 
 def build_model(physics: PhysicsConfig | None = None, task: TaskConfig | None = None) -> mujoco.MjModel:
-    """Compile the scene. Cached per config, so many envs in one process share the build cost."""
+    """Compile the scene. Every call compiles afresh: an env rescales its model's friction
+    and sheet mass each episode, so no two envs may share one."""
     physics = physics or PhysicsConfig()
     task = task or TaskConfig()
     spec = build_spec(physics, task)

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 import mujoco
 import numpy as np
 
+from rllib_paper.sim.scene import find_id
+
 
 class RenderError(RuntimeError):
     """Offscreen rendering is unavailable."""
@@ -45,10 +47,7 @@ class CameraRenderer:
 
     def camera_id(self, name: str) -> int:
         if name not in self._camera_ids:
-            index = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
-            if index < 0:
-                raise KeyError(f"the scene has no camera named {name!r}")
-            self._camera_ids[name] = index
+            self._camera_ids[name] = find_id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, name)
         return self._camera_ids[name]
 
     def render(self, data: mujoco.MjData, camera: str) -> np.ndarray:
