@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rllib_paper.config import DR_PRESETS, ConfigError
-from rllib_paper.storage import is_uri, run_directory
+from rllib_paper.runtime.storage import is_uri, run_directory
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_rollout(args: argparse.Namespace) -> int:
-    from rllib_paper.rollout import rollout_main
+    from rllib_paper.evaluation.episodes import rollout_main
 
     return rollout_main(
         policy=args.policy, episodes=args.episodes, seed=args.seed, dr=args.dr, json_out=args.json_out, quiet=args.quiet
@@ -173,10 +173,10 @@ def _run_rollout(args: argparse.Namespace) -> int:
 
 def _run_eval(args: argparse.Namespace) -> int:
     if args.compare:
-        from rllib_paper.report import compare_main
+        from rllib_paper.evaluation.report import compare_main
 
         return compare_main(args.compare[0], args.compare[1], args.compare_out)
-    from rllib_paper.evaluate import EvalConfig, eval_main
+    from rllib_paper.evaluation.distributed import EvalConfig, eval_main
 
     env = {"task": {"max_steps": args.max_steps}} if args.max_steps else {}
     config = EvalConfig(
@@ -202,8 +202,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     import json
 
-    from rllib_paper.train import train
-    from rllib_paper.train_config import load_train_config
+    from rllib_paper.training.config import load_train_config
+    from rllib_paper.training.loop import train
 
     assignments = list(args.assignments)
     if args.address:
@@ -221,7 +221,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 def _run_experiment(args: argparse.Namespace) -> int:
     from rllib_paper.experiment import ExperimentConfig, experiment_main
-    from rllib_paper.train_config import load_train_config
+    from rllib_paper.training.config import load_train_config
 
     assignments = list(args.assignments) + ([f"address={args.address}"] if args.address else [])
     if args.episodes < 1:
@@ -240,7 +240,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
 
 
 def _run_tune(args: argparse.Namespace) -> int:
-    from rllib_paper.sweep import tune_main
+    from rllib_paper.tuning.sweep import tune_main
 
     storage = args.storage
     if storage is None and is_uri(args.out):
@@ -250,7 +250,7 @@ def _run_tune(args: argparse.Namespace) -> int:
 
 
 def _run_submit(args: argparse.Namespace) -> int:
-    from rllib_paper.submit import SubmitConfig, submit
+    from rllib_paper.runtime.submit import SubmitConfig, submit
 
     job = args.job[1:] if args.job[:1] == ["--"] else args.job
     _, status = submit(
@@ -271,7 +271,7 @@ def _run_submit(args: argparse.Namespace) -> int:
 
 
 def _run_local_cluster(args: argparse.Namespace) -> int:
-    from rllib_paper import local_cluster
+    from rllib_paper.runtime import local_cluster
 
     if args.action == "up":
         state = local_cluster.up(

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rllib_paper.evaluate import EvalConfig, evaluate
-from rllib_paper.report import dump_json, format_comparison, load_episodes, mcnemar
-from rllib_paper.train import train
-from rllib_paper.train_config import TrainConfig
+from rllib_paper.evaluation.distributed import EvalConfig, evaluate
+from rllib_paper.evaluation.report import format_comparison, load_episodes, mcnemar
+from rllib_paper.runtime.files import dump_json
+from rllib_paper.training.config import TrainConfig
+from rllib_paper.training.loop import train
 
 
 @dataclasses.dataclass(frozen=True)

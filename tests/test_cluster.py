@@ -18,8 +18,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from rllib_paper.local_cluster import CPU_NODE_RESOURCE, GROOT_RESOURCE, LocalClusterConfig, alive_node_ids, down, up
-from rllib_paper.submit import SubmitConfig, build_runtime_env, check_paths_are_shared, project_dependencies
+from rllib_paper.runtime.local_cluster import (
+    CPU_NODE_RESOURCE,
+    GROOT_RESOURCE,
+    LocalClusterConfig,
+    alive_node_ids,
+    down,
+    up,
+)
+from rllib_paper.runtime.submit import SubmitConfig, build_runtime_env, check_paths_are_shared, project_dependencies
 
 REPO = Path(__file__).resolve().parent.parent
 CLUSTER = REPO / "cluster"
@@ -103,7 +110,7 @@ def test_kuberay_rayjob_runs_the_experiment_on_the_same_cluster_spec():
     import shlex
 
     from rllib_paper.cli import build_parser
-    from rllib_paper.train_config import load_train_config
+    from rllib_paper.training.config import load_train_config
 
     args = build_parser().parse_args(shlex.split(spec["entrypoint"])[3:])
     config = load_train_config(args.config, args.assignments)

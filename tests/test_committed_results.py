@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rllib_paper.rollout import run_episode
+from rllib_paper.evaluation.episodes import run_episode
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 REPORTS = {

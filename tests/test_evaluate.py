@@ -9,9 +9,9 @@ import pytest
 
 from rllib_paper.cli import main
 from rllib_paper.config import ConfigError
-from rllib_paper.evaluate import EvalConfig, Evaluator, evaluate
-from rllib_paper.report import mcnemar
-from rllib_paper.rollout import EpisodeRunner
+from rllib_paper.evaluation.distributed import EvalConfig, Evaluator, evaluate
+from rllib_paper.evaluation.episodes import EpisodeRunner
+from rllib_paper.evaluation.report import mcnemar
 
 SHORT = {"task": {"max_steps": 45}}  # short episodes keep the suite fast; the logic is the same
 VOLATILE = ["wall_seconds", "node_id", "worker_pid"]

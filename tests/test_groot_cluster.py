@@ -159,8 +159,8 @@ def test_actor_label_option_is_a_ray_label_selector():
 def test_residual_ppo_iteration_on_the_groot_stand_in(ray_local, stand_in, tmp_path):
     """One PPO iteration whose base is GR00T (the stand-in) behind the actor: the env queries
     it once per k = 8 steps, so the actor sees at most one call per 8 env steps."""
-    from rllib_paper.train import train
-    from rllib_paper.train_config import load_train_config
+    from rllib_paper.training.config import load_train_config
+    from rllib_paper.training.loop import train
 
     address, mapping = stand_in
     name = "test-groot-ppo"

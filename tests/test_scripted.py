@@ -8,9 +8,9 @@ import pytest
 
 from rllib_paper.config import DR_PRESETS, ConfigError, RandomizationConfig, coerce_env_config
 from rllib_paper.envs.residual import ResidualPaperEnv
+from rllib_paper.evaluation.episodes import EpisodeRunner, run_episode
 from rllib_paper.policies.base import BasePolicy, make_base_policy
 from rllib_paper.policies.scripted import ScriptedPusher
-from rllib_paper.rollout import EpisodeRunner, run_episode
 from rllib_paper.sim.scene import BIT_ARM
 from rllib_paper.sim.task import wrap_angle, wrap_half_turn
 

@@ -11,7 +11,7 @@ import pytest
 
 from rllib_paper.cli import main
 from rllib_paper.config import ConfigError
-from rllib_paper.storage import RunMirror, is_uri, local_copy, run_directory
+from rllib_paper.runtime.storage import RunMirror, is_uri, local_copy, run_directory
 
 TINY_TRAIN = [
     "env.overrides={task: {max_steps: 40}}",

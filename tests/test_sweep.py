@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from rllib_paper.config import ConfigError
-from rllib_paper.sweep_config import load_sweep_config
+from rllib_paper.tuning.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "tune_configs" / "smoke.yaml"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from rllib_paper.config import ConfigError
-from rllib_paper.train_config import TrainConfig, apply_overrides, load_train_config
+from rllib_paper.training.config import TrainConfig, apply_overrides, load_train_config
 
 # Tiny but real: the scripted base, short episodes, small batches.
 TINY = [
@@ -76,7 +76,7 @@ def test_set_overrides_parse_yaml_values_and_shipped_configs_load():
 
 
 def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
-    from rllib_paper.train import build_algorithm_config
+    from rllib_paper.training.loop import build_algorithm_config
 
     assert build_algorithm_config(load_train_config(None, TINY)).entropy_coeff == 0.005
     decayed = load_train_config(None, [*TINY, "ppo.entropy_coeff_final=0.0", "ppo.entropy_decay_steps=800000"])
@@ -86,7 +86,7 @@ def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
 
 
 def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
-    from rllib_paper.train import build_algorithm_config
+    from rllib_paper.training.loop import build_algorithm_config
 
     assert build_algorithm_config(load_train_config(None, TINY)).lr == 3e-4
     annealed = load_train_config(None, [*TINY, "ppo.lr_final=3e-5", "ppo.lr_decay_steps=1500000"])
@@ -97,7 +97,7 @@ def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
 
 def test_compact_log_line_says_when_no_episode_ended_instead_of_printing_nan():
     from rllib_paper.envs.paper_env import REWARD_TERMS
-    from rllib_paper.train import Trainer
+    from rllib_paper.training.loop import Trainer
 
     nan = float("nan")
     row = {"iteration": 3, "env_steps_total": 12000, "iteration_seconds": 9.5, "sample_steps_per_s": 600.0}
@@ -119,9 +119,9 @@ def test_untrained_residual_is_exactly_zero_and_reproduces_the_base(tmp_path):
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rllib_paper.policies.residual_module import load_residual_policy
-    from rllib_paper.rollout import EpisodeRunner
-    from rllib_paper.train import build_algorithm_config
+    from rllib_paper.evaluation.episodes import EpisodeRunner
+    from rllib_paper.residual.checkpoint import load_residual_policy
+    from rllib_paper.training.loop import build_algorithm_config
 
     config = load_train_config(None, TINY)
     spec = build_algorithm_config(config).rl_module_spec
@@ -150,9 +150,9 @@ def _spaces(config):
 
 # ---------------------------------------------------------------------------- local Ray
 def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local, tmp_path):
-    from rllib_paper.policies.residual_module import checkpoint_env_config, load_residual_policy
-    from rllib_paper.train import latest_checkpoint, train
-    from rllib_paper.train_callbacks import EPISODES_KEY  # noqa: F401  (the callback module imports)
+    from rllib_paper.residual.checkpoint import checkpoint_env_config, load_residual_policy
+    from rllib_paper.training.callbacks import EPISODES_KEY  # noqa: F401  (the callback module imports)
+    from rllib_paper.training.loop import latest_checkpoint, train
 
     config = load_train_config(None, [*TINY, "stop={iterations: 2}", "checkpoint_every=1"])
     seen = []
@@ -224,8 +224,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
 
     from ray.rllib.core.rl_module.rl_module import RLModule
 
-    from rllib_paper.policies.residual_module import find_module_dir
-    from rllib_paper.train import Trainer, latest_checkpoint
+    from rllib_paper.residual.checkpoint import find_module_dir
+    from rllib_paper.training.loop import Trainer, latest_checkpoint
 
     saved = RLModule.from_checkpoint(str(find_module_dir(latest_checkpoint(out)))).state_dict()
     config = load_train_config(out / "config.yaml", [f"stop={{iterations: {killed_at + 2}}}"])
@@ -257,8 +257,8 @@ CLUSTER_SCRIPT = textwrap.dedent(
     import json, sys
     import ray
     from ray.cluster_utils import Cluster
-    from rllib_paper.train import train
-    from rllib_paper.train_config import load_train_config
+    from rllib_paper.training.loop import train
+    from rllib_paper.training.config import load_train_config
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     worker = cluster.add_node(num_cpus=1, resources={"cpu_node": 1})

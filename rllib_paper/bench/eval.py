@@ -21,7 +21,7 @@ def _elapsed(workers: int, seeds: list[int], shard_size: int, env_config: dict, 
     """Seconds for ``workers`` warm actors to run every seed, shards handed out as workers free up."""
     import ray
 
-    from rllib_paper.evaluate import _worker_class
+    from rllib_paper.evaluation.distributed import _worker_class
 
     actors = [_worker_class().remote(env_config, policy, None) for _ in range(workers)]
     ray.get([a.pid.remote() for a in actors])  # wait until every env is built

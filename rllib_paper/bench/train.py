@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rllib_paper.train_config import load_train_config
+from rllib_paper.training.config import load_train_config
 
 
 def single_process_rate(env_config, steps: int, seed: int = 0) -> float:
@@ -41,7 +41,7 @@ def run(
 ) -> dict:
     import ray
 
-    from rllib_paper.train import _keep_trainable_logs_in, build_algorithm_config
+    from rllib_paper.training.loop import _keep_trainable_logs_in, build_algorithm_config
 
     assignments = [
         f"env_runners.num_env_runners={runners}",

@@ -30,7 +30,7 @@ class EpisodeSummaryInfo(gymnasium.Wrapper):
 
     Gymnasium's vector envs merge every info key of every env into arrays on every step; with
     the full per-step diagnostics that costs about 0.8 ms per env step here (a third of the
-    physics). Training needs the summary alone (train_callbacks.py); evaluation and the
+    physics). Training needs the summary alone (training/callbacks.py); evaluation and the
     gymnasium ids keep the full info.
     """
 

@@ -28,7 +28,7 @@ def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float]
 
     Typical magnitudes, not statistics: joint angles around the home pose in half radians,
     velocities in 2 rad/s, positions in decimetres around the workspace, quaternions as is.
-    Fixed, so a checkpoint needs no running-filter state (see residual_rl_module.py).
+    Fixed, so a checkpoint needs no running-filter state (see residual/rl_module.py).
     """
     home = list((config or EnvConfig()).task.home_qpos)
     center = [*home, *[0.0] * 6, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.1, 0.0, 0.0, 0.2, 0.0, 0.05, *home]

@@ -1,1 +1,1 @@
-"""Base policies: what the residual corrects (zero, scripted pusher, later GR00T)."""
+"""Base policies: what the residual corrects (zero, scripted pusher, GR00T, a batched Ray actor), by name."""

@@ -1,1 +1,1 @@
-"""Physics: the MuJoCo scene, pure task geometry and domain-randomization sampling."""
+"""Simulation: the MuJoCo scene, task geometry, domain randomization, kinematics and the observation layout."""

@@ -28,10 +28,10 @@ import mujoco
 import numpy as np
 
 from rllib_paper.config import PhysicsConfig, TaskConfig
+from rllib_paper.resources import shipped_dir
 
 # assets/ sits at the repository top level (DESIGN.md layout); the project is installed
-# editable (`make setup`), and RLLIB_PAPER_ASSETS points elsewhere for other layouts.
-ASSETS_DIR = Path(os.environ.get("RLLIB_PAPER_ASSETS", Path(__file__).resolve().parents[2] / "assets"))
+ASSETS_DIR = shipped_dir("assets")
 SCENE_XML = ASSETS_DIR / "paper_scene.xml"
 
 ROBOT_PREFIX = "so101/"

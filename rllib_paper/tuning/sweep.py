@@ -15,7 +15,6 @@ evaluation on held-out seeds into ``DIR/best_eval/``; ``DIR/sweep.json`` ties th
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from typing import Any
 import pandas as pd
 
 from rllib_paper.config import ConfigError
-from rllib_paper.report import dump_json
-from rllib_paper.sweep_config import SweepConfig
+from rllib_paper.runtime.files import dump_json
+from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.tuning.config import SweepConfig
 
 EXPERIMENT_NAME = "tune"
 
@@ -38,7 +38,7 @@ def _trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
     from ray import tune
 
     from rllib_paper.config import from_dict
-    from rllib_paper.train import Trainer
+    from rllib_paper.training.loop import Trainer
 
     config = from_dict(SweepConfig, sweep)
     values = {k: v for k, v in params.items() if not k.startswith("_")}
@@ -198,7 +198,7 @@ def _write_tables(table: pd.DataFrame, out: Path) -> None:
 
 def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str, Any]:
     """A trial's last checkpoint (fetched from the Tune storage, local or cloud) on held-out seeds."""
-    from rllib_paper.evaluate import EvalConfig, evaluate
+    from rllib_paper.evaluation.distributed import EvalConfig, evaluate
 
     checkpoint = tune_checkpoint.to_directory(str(out / "checkpoint"))
     report = evaluate(
@@ -218,15 +218,12 @@ def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str
 
 
 def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storage: str | None = None) -> dict:
-    import ray
 
     from rllib_paper.envs.registry import register_with_rllib
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    start_ray()
     register_with_rllib()
     dump_json(config.to_dict(), out / "sweep_config.json")
     start = time.perf_counter()
@@ -276,7 +273,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
 
 
 def tune_main(path: str, out: str, resume: bool, storage: str | None) -> int:
-    from rllib_paper.sweep_config import load_sweep_config
+    from rllib_paper.tuning.config import load_sweep_config
 
     config = load_sweep_config(path)
     summary = run_sweep(config, out, resume=resume, storage=storage)

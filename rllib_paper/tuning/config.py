@@ -40,12 +40,13 @@ from typing import Any
 import yaml
 
 from rllib_paper.config import DR_PRESETS, ConfigError, _check_range
-from rllib_paper.train_config import TrainConfig, _check_int, apply_overrides, resolve_config_path
+from rllib_paper.resources import shipped_dir
+from rllib_paper.training.config import TrainConfig, _check_int, apply_overrides, resolve_config_path
 
 DISTRIBUTIONS = ("choice", "grid", "uniform", "loguniform", "randint")
 SCHEDULERS = ("fifo", "asha", "pbt")
 PBT_MUTABLE = ("ppo.lr", "ppo.entropy_coeff", "ppo.clip_param")
-TUNE_CONFIGS = Path(__file__).resolve().parents[1] / "tune_configs"
+TUNE_CONFIGS = shipped_dir("tune_configs")
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ class SweepConfig:
             raise ConfigError(f"mode={self.mode!r}: allowed values are ['max', 'min']")
         _check_int("num_samples", self.num_samples, 1)
         _check_int("max_concurrent_trials", self.max_concurrent_trials, 0)
-        from rllib_paper.train import METRIC_COLUMNS
+        from rllib_paper.training.loop import METRIC_COLUMNS
 
         if self.metric not in METRIC_COLUMNS:
             raise ConfigError(f"metric={self.metric!r}: allowed metrics are {sorted(METRIC_COLUMNS)}")

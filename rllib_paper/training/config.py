@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig, _check_range, coerce_env_config, dr_preset, from_dict
+from rllib_paper.resources import shipped_dir
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
@@ -244,7 +245,7 @@ def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict
     return result
 
 
-PACKAGED_CONFIGS = Path(__file__).resolve().parent / "configs"
+PACKAGED_CONFIGS = shipped_dir("configs")
 
 
 def resolve_config_path(name: str | Path) -> Path:

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from rllib_paper.config import ConfigError
-from rllib_paper.storage import is_uri
+from rllib_paper.runtime.storage import is_uri
 
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 # Flags whose value is where a command writes results or reads checkpoints.

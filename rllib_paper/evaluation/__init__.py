@@ -1,0 +1,1 @@
+"""Evaluation: one seeded episode function, the distributed evaluation over Ray, reports and statistics."""

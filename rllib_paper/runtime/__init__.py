@@ -1,0 +1,1 @@
+"""Shared run utilities, each once: atomic files, provenance, Ray start-up, storage URIs, cluster jobs."""

@@ -1,0 +1,1 @@
+"""Tuning: sweep files (search spaces, schedulers) turned into Ray Tune runs of the training loop."""
