@@ -4,19 +4,73 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 
-from rllib_paper.config import DR_PRESETS, ConfigError
+from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig
 from rllib_paper.runtime.storage import is_uri, run_directory
+
+
+# ---------------------------------------------------------------------- one env syntax
+def _add_env_options(p: argparse.ArgumentParser, *, dr_default_help: str) -> None:
+    """The env options every env-building command shares: a run YAML, --set, and shorthands."""
+    p.add_argument("--config", default=None, help="run config YAML or shipped name (e.g. residual_scripted)")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one field, e.g. --set env.residual.alpha=0.5 --set env.task.max_steps=60 (repeatable)",
+    )
+    p.add_argument("--policy", default=None, help="base policy spec; short for --set env.residual.base_policy=SPEC")
+    p.add_argument(
+        "--dr",
+        default=None,
+        choices=sorted(DR_PRESETS),
+        help=f"DR preset, short for env.randomization ({dr_default_help})",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="episode length; short for --set env.task.max_steps=N")
+
+
+def _shorthands(args: argparse.Namespace) -> list[str]:
+    """The flags as --set assignments (JSON-quoted: a spec is a string, never YAML)."""
+    out = []
+    if getattr(args, "policy", None) is not None:
+        out.append(f"env.residual.base_policy={json.dumps(args.policy)}")
+    if getattr(args, "dr", None) is not None:
+        out.append(f"env.randomization={json.dumps(args.dr)}")
+    if getattr(args, "max_steps", None) is not None:
+        out.append(f"env.task.max_steps={args.max_steps}")
+    return out
+
+
+def _env_from_args(args: argparse.Namespace, default: EnvConfig) -> EnvConfig:
+    """An env-only command's EnvConfig: ``default`` (or --config's env section), then the
+    shorthand flags, then --set; keys outside ``env.`` are refused (they configure training)."""
+    from rllib_paper.config import apply_overrides
+    from rllib_paper.training.config import load_train_config
+
+    env = load_train_config(args.config).env if args.config else default
+    assignments = [*_shorthands(args), *args.assignments]
+    for item in assignments:
+        key = item.split("=", 1)[0].strip()
+        if not key.startswith("env."):
+            raise ConfigError(f"--set {key}: {args.command} builds only an env; its keys start with env.")
+    data = apply_overrides({"env": env.to_dict()}, assignments)
+    return EnvConfig.from_dict(data["env"])
+
+
+def _train_assignments(args: argparse.Namespace) -> list[str]:
+    return [*_shorthands(args), *args.assignments, *([f"address={args.address}"] if args.address else [])]
 
 
 def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("rollout", help="run seeded episodes of a base policy serially and print the success rate")
-    p.add_argument("--policy", default="scripted", help="base policy spec (zero, scripted)")
+    _add_env_options(p, dr_default_help="default phase2")
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episodes use seed, seed+1, ...")
-    p.add_argument("--dr", default="phase2", choices=sorted(DR_PRESETS), help="domain-randomization preset")
     p.add_argument("--json", dest="json_out", default=None, help="also write per-episode records to this file")
     p.add_argument("--quiet", action="store_true", help="no per-episode lines")
 
@@ -49,17 +103,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="distributed seeded evaluation into episodes.parquet + report.json")
-    p.add_argument("--policy", default="scripted", help="base policy spec (zero, scripted)")
-    p.add_argument("--checkpoint", default=None, help="residual RLModule / RLlib checkpoint: evaluates base + residual")
+    _add_env_options(p, dr_default_help="default phase2, or the checkpoint's own")
+    p.add_argument("--checkpoint", default=None, help="residual checkpoint: evaluates base + residual in its own env")
+    p.add_argument(
+        "--allow-base-mismatch",
+        action="store_true",
+        help="evaluate the checkpoint over a --policy other than the base it was trained over (an ablation)",
+    )
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="first seed; episodes use seed .. seed+episodes-1")
     p.add_argument("--seeds-file", default=None, help="file of seeds (one per line or a JSON list); overrides --seed")
-    p.add_argument("--dr", default="phase2", choices=sorted(DR_PRESETS))
     p.add_argument("--workers", type=int, default=2, help="Ray actors (each takes one CPU)")
     p.add_argument("--shard-size", type=int, default=8, help="episodes per task; each finished shard is saved")
     p.add_argument("--out", default="results/eval", help="run directory")
     p.add_argument("--resume", action="store_true", help="run only the seeds the run directory lacks")
-    p.add_argument("--max-steps", type=int, default=None, help="override the episode length (default 400)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -73,15 +130,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="residual PPO on Ray RLlib into a run directory (checkpoints, metrics)")
-    p.add_argument("--config", default=None, help="TrainConfig YAML (e.g. configs/residual_scripted.yaml)")
-    p.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. --set ppo.lr=1e-4 --set env.dr=phase1 (repeatable)",
-    )
+    _add_env_options(p, dr_default_help="default the config's")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--address", default=None, help="Ray address ('auto' joins a running cluster; default local)")
@@ -90,13 +139,17 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("experiment", help="train a residual, then evaluate base vs base + residual on the same seeds")
-    p.add_argument("--config", default="residual_scripted", help="TrainConfig YAML or shipped config name")
-    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    _add_env_options(p, dr_default_help="default the config's")
     p.add_argument("--out", required=True, help="experiment directory (train/, eval_base/, eval_residual/)")
     p.add_argument("--episodes", type=int, default=200, help="evaluation episodes for each policy")
     p.add_argument("--seed", type=int, default=1000, help="first held-out evaluation seed")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--checkpoint", choices=("final", "best"), default="final")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="a trained checkpoint (e.g. the shipped headline's) evaluated over its own base on the same seeds",
+    )
     p.add_argument("--address", default=None)
     p.add_argument("--no-progress", action="store_true")
 
@@ -107,13 +160,21 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="sweep directory (trials table, best_eval/, Tune storage)")
     p.add_argument("--resume", action="store_true", help="restore the interrupted sweep in --out")
     p.add_argument("--storage", default=None, help="Tune storage (a shared path or s3://, gs:// URI); default --out")
+    p.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fix one field in every trial (added to the sweep's set:), e.g. --set env.task.max_steps=60",
+    )
 
 
 def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve-policy", help="serve a base policy over the Isaac-GR00T inference protocol (ZeroMQ, msgpack)"
     )
-    p.add_argument("--policy", default="scripted", help="base policy spec to serve (zero, scripted, ...)")
+    _add_env_options(p, dr_default_help="default phase2")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only; 0.0.0.0 = all)")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--api-token", default=None, help="require this token in every request (or GROOT_API_TOKEN)")
@@ -164,11 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_rollout(args: argparse.Namespace) -> int:
+    from rllib_paper.evaluation.distributed import default_eval_env
     from rllib_paper.evaluation.episodes import rollout_main
 
-    return rollout_main(
-        policy=args.policy, episodes=args.episodes, seed=args.seed, dr=args.dr, json_out=args.json_out, quiet=args.quiet
-    )
+    env = _env_from_args(args, default_eval_env())
+    return rollout_main(env, episodes=args.episodes, seed=args.seed, json_out=args.json_out, quiet=args.quiet)
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -176,24 +237,25 @@ def _run_eval(args: argparse.Namespace) -> int:
         from rllib_paper.evaluation.report import compare_main
 
         return compare_main(args.compare[0], args.compare[1], args.compare_out)
-    from rllib_paper.evaluation.distributed import EvalConfig, eval_main
+    from rllib_paper.evaluation.distributed import EvalConfig, default_eval_env, eval_main, trained_env_config
 
-    env = {"task": {"max_steps": args.max_steps}} if args.max_steps else {}
+    # A checkpoint is evaluated in the env it was trained in (its alpha, scale, exact base) unless told otherwise.
+    default = trained_env_config(args.checkpoint) if args.checkpoint and not args.config else default_eval_env()
     config = EvalConfig(
-        policy=args.policy,
+        env=_env_from_args(args, default),
         checkpoint=args.checkpoint,
+        allow_base_mismatch=args.allow_base_mismatch,
         episodes=args.episodes,
         seed=args.seed,
         seeds_file=args.seeds_file,
-        dr=args.dr,
         workers=args.workers,
         out=args.out,
         resume=args.resume,
         shard_size=args.shard_size,
-        env=env,
         address=args.address,
         progress=not args.no_progress,
     )
+    config.check()  # a bad spec or a checkpoint over another base: one line now, not after Ray starts
     # Shards are saved as they finish; for a URI they reach it with the next mirror pass.
     with run_directory(args.out, resume=args.resume, interval_s=30.0) as out:
         return eval_main(dataclasses.replace(config, out=str(out)))
@@ -205,9 +267,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from rllib_paper.training.config import load_train_config
     from rllib_paper.training.loop import train
 
-    assignments = list(args.assignments)
-    if args.address:
-        assignments.append(f"address={args.address}")
+    assignments = _train_assignments(args)
     with run_directory(args.out, resume=args.resume) as out:
         config_path = args.config
         if config_path is None and args.resume and (out / "config.yaml").is_file():
@@ -223,17 +283,18 @@ def _run_experiment(args: argparse.Namespace) -> int:
     from rllib_paper.experiment import ExperimentConfig, experiment_main
     from rllib_paper.training.config import load_train_config
 
-    assignments = list(args.assignments) + ([f"address={args.address}"] if args.address else [])
+    assignments = _train_assignments(args)
     if args.episodes < 1:
         raise ConfigError(f"episodes={args.episodes}: allowed range is [1, inf)")
     config = ExperimentConfig(
-        train=load_train_config(args.config, assignments),
+        train=load_train_config(args.config or "residual_scripted", assignments),
         out=args.out,
         episodes=args.episodes,
         seed=args.seed,
         workers=args.workers,
         checkpoint=args.checkpoint,
         progress=not args.no_progress,
+        reference=args.reference,
     )
     with run_directory(args.out) as out:
         return experiment_main(dataclasses.replace(config, out=str(out)))
@@ -246,7 +307,7 @@ def _run_tune(args: argparse.Namespace) -> int:
     if storage is None and is_uri(args.out):
         storage = f"{args.out.rstrip('/')}/tune"  # Tune writes trials to the URI itself
     with run_directory(args.out, resume=args.resume) as out:
-        return tune_main(args.sweep, str(out), resume=args.resume, storage=storage)
+        return tune_main(args.sweep, str(out), resume=args.resume, storage=storage, assignments=args.assignments)
 
 
 def _run_submit(args: argparse.Namespace) -> int:
@@ -337,10 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve-policy":
             import os
 
+            from rllib_paper.evaluation.distributed import default_eval_env
             from rllib_paper.policies.groot.server import serve_main
 
+            env = _env_from_args(args, default_eval_env())
             token = args.api_token or os.environ.get("GROOT_API_TOKEN") or None
-            return serve_main(args.policy, args.host, args.port, token, args.latency_ms, args.mapping)
+            return serve_main(env, args.host, args.port, token, args.latency_ms, args.mapping)
         if args.command == "submit":
             return _run_submit(args)
         if args.command == "local-cluster":

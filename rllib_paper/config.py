@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin, get_type_hints
@@ -208,6 +208,11 @@ DR_PRESETS: dict[str, RandomizationConfig] = {
 }
 
 
+def preset_name(randomization: RandomizationConfig) -> str:
+    """The name of the preset these ranges are, or "custom"."""
+    return next((name for name, preset in DR_PRESETS.items() if preset == randomization), "custom")
+
+
 def dr_preset(name: str) -> RandomizationConfig:
     try:
         return DR_PRESETS[name]
@@ -227,31 +232,30 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> EnvConfig:
-        data = dict(data or {})
-        if isinstance(data.get("randomization"), str):
-            data["randomization"] = dataclasses.asdict(dr_preset(data["randomization"]))
-        return from_dict(cls, data)
+        return from_dict(cls, dict(data or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-def coerce_env_config(config: EnvConfig | Mapping[str, Any] | None, **overrides: Any) -> EnvConfig:
-    """Accept an EnvConfig, a plain mapping (RLlib's env_config) or None, plus keyword sections."""
-    if isinstance(config, EnvConfig):
-        base = config.to_dict()
-    else:
-        base = dict(config or {})
-        if isinstance(base.get("randomization"), str):
-            base["randomization"] = dataclasses.asdict(dr_preset(base["randomization"]))
-    for key, value in overrides.items():
-        if key == "dr":
-            key = "randomization"
-        if key == "randomization" and isinstance(value, str):
-            value = dataclasses.asdict(dr_preset(value))
-        elif is_dataclass(value):
-            value = dataclasses.asdict(value)
-        base[key] = value
+def randomization_dict(value: Any) -> Any:
+    """The ``randomization`` section as ranges: a preset name, or ``{preset: NAME, RANGE: [lo, hi], ...}``
+    whose ranges replace the preset's (what DR sweeps vary), or plain ranges over phase 1's."""
+    if isinstance(value, str):
+        return dataclasses.asdict(dr_preset(value))
+    if isinstance(value, Mapping) and "preset" in value:
+        rest = {k: v for k, v in value.items() if k != "preset"}
+        return {**dataclasses.asdict(dr_preset(value["preset"])), **rest}
+    return value
+
+
+def coerce_env_config(config: EnvConfig | Mapping[str, Any] | None, **sections: Any) -> EnvConfig:
+    """An EnvConfig from an EnvConfig, a plain mapping (RLlib's env_config) or None, with whole
+    sections replaced by keyword (``randomization="phase1"``, ``task={...}``, ``residual=ResidualConfig()``);
+    ``dr`` is the short name of ``randomization``, as on the command line."""
+    base = config.to_dict() if isinstance(config, EnvConfig) else dict(config or {})
+    for key, value in sections.items():
+        base["randomization" if key == "dr" else key] = dataclasses.asdict(value) if is_dataclass(value) else value
     return EnvConfig.from_dict(base)
 
 
@@ -272,6 +276,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     for name, value in data.items():
         hint = hints[name]
         path = f"{prefix}.{name}" if prefix else name
+        if hint is RandomizationConfig:
+            value = randomization_dict(value)
         if is_dataclass(hint) and isinstance(value, Mapping):
             kwargs[name] = from_dict(hint, value, path)
         elif get_origin(hint) is tuple and isinstance(value, (list, tuple)):
@@ -284,6 +290,45 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
         else:
             kwargs[name] = value
     return cls(**kwargs)
+
+
+# ---------------------------------------------------------------------- one override syntax
+def parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars or lists: 3e-4, true, [64, 64], phase1."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
+    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; users mean a number
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` assignments to a nested mapping (unknown keys fail later, named).
+
+    A section given by a preset name (``env.randomization: phase2``) opens as ``{preset: phase2}``
+    when a key below it is set, so ``--set env.randomization.paper_x=[0.2,0.3]`` narrows a preset.
+    """
+    result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data))) or {}
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. ppo.lr=1e-4")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if isinstance(child, str):
+                child = node[part] = {"preset": child}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {part} is a value, not a section")
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return result
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,11 @@
    McNemar test, both success rates with Wilson intervals, the gain, whether the intervals
    overlap, and the env steps and wall time the training used.
 
+4. With ``reference`` (a shipped checkpoint, e.g. the headline's): ``OUT/reference_base`` and
+   ``OUT/reference_residual`` evaluate it over its own exact base on the same seeds, and the
+   two comparisons are printed side by side, so a short run is read against what a full
+   training budget gives.
+
 Every step resumes: rerunning the command after an interruption finishes what is missing.
 """
 
@@ -21,7 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rllib_paper.evaluation.distributed import EvalConfig, evaluate
+from rllib_paper.config import preset_name
+from rllib_paper.evaluation.distributed import EvalConfig, evaluate, trained_env_config
 from rllib_paper.evaluation.report import format_comparison, load_episodes, mcnemar
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.training.config import TrainConfig
@@ -37,21 +43,20 @@ class ExperimentConfig:
     workers: int = 2
     checkpoint: str = "final"  # which checkpoint of the run to evaluate: final or best
     progress: bool = True
+    # A trained checkpoint evaluated over its own base on the same seeds, beside this run.
+    reference: str | None = None
 
 
-def _eval(config: ExperimentConfig, name: str, checkpoint: str | None) -> dict[str, Any]:
-    env = config.train.env
+def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None) -> dict[str, Any]:
     return evaluate(
         EvalConfig(
-            policy=env.base_policy,
+            env=env or config.train.env,  # base and base + residual on the env the residual was trained in
             checkpoint=checkpoint,
             episodes=config.episodes,
             seed=config.seed,
-            dr=env.dr,
             workers=config.workers,
             out=str(Path(config.out) / name),
             resume=True,
-            env={**env.overrides, "reward": dict(env.reward), "residual": {"alpha": env.alpha, "scale": env.scale}},
             address=config.train.address,
             progress=config.progress,
         )
@@ -68,19 +73,15 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     base = _eval(config, "eval_base", None)
     residual = _eval(config, "eval_residual", str(checkpoint))
     env = config.train.env
-    label_a, label_b = f"{env.base_policy} (base)", f"{env.base_policy} + residual"
+    base_policy = env.residual.base_policy
+    label_a, label_b = f"{base_policy} (base)", f"{base_policy} + residual"
     comparison = mcnemar(load_episodes(out / "eval_base"), load_episodes(out / "eval_residual"), label_a, label_b)
     dump_json(comparison, out / "comparison.json")
-    a, b = comparison["success_a"], comparison["success_b"]
     result = {
-        "base_policy": env.base_policy,
-        "dr": env.dr,
+        "base_policy": base_policy,
+        "dr": preset_name(env.randomization),
         "seeds": [config.seed, config.seed + config.episodes - 1],
-        "base": a,
-        "base_plus_residual": b,
-        "gain_points": 100 * comparison["difference"],
-        "intervals_overlap": not (b["ci95"][0] > a["ci95"][1] or a["ci95"][0] > b["ci95"][1]),
-        "mcnemar_exact_p": comparison["mcnemar_exact_p"],
+        **_gain(comparison),
         "paired_table": comparison["table"],
         "complete": bool(base["complete"] and residual["complete"]),
         "training": {
@@ -88,12 +89,67 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
             "iterations": summary["iterations"],
             "wall_seconds": summary["wall_seconds"],
             "checkpoint": str(checkpoint),
-            "residual": {"alpha": env.alpha, "scale": env.scale},
+            "residual": {"alpha": env.residual.alpha, "scale": env.residual.scale},
         },
         "experiment_wall_seconds": round(time.perf_counter() - start, 1),
     }
+    if config.reference is not None:
+        result["reference"] = _reference(config)
     dump_json(result, out / "experiment.json")
     return result
+
+
+def _reference(config: ExperimentConfig) -> dict[str, Any]:
+    """The reference checkpoint over its own base (from its env record), on this run's seeds and DR."""
+    out = Path(config.out)
+    env = dataclasses.replace(trained_env_config(config.reference), randomization=config.train.env.randomization)
+    base = _eval(config, "reference_base", None, env)
+    residual = _eval(config, "reference_residual", config.reference, env)
+    policy = env.residual.base_policy
+    comparison = mcnemar(
+        load_episodes(out / "reference_base"),
+        load_episodes(out / "reference_residual"),
+        f"{policy} (base)",
+        f"{policy} + reference residual",
+    )
+    dump_json(comparison, out / "reference_comparison.json")
+    return {
+        "checkpoint": config.reference,
+        "base_policy": policy,
+        **_gain(comparison),
+        "complete": bool(base["complete"] and residual["complete"]),
+    }
+
+
+def _gain(comparison: dict[str, Any]) -> dict[str, Any]:
+    a, b = comparison["success_a"], comparison["success_b"]
+    return {
+        "base": a,
+        "base_plus_residual": b,
+        "gain_points": 100 * comparison["difference"],
+        "intervals_overlap": not (b["ci95"][0] > a["ci95"][1] or a["ci95"][0] > b["ci95"][1]),
+        "mcnemar_exact_p": comparison["mcnemar_exact_p"],
+    }
+
+
+def format_side_by_side(result: dict[str, Any]) -> str:
+    """This run's gain and the reference checkpoint's, each with its intervals and p-value."""
+    rows = [("this run", result["training"]["checkpoint"], result)]
+    if "reference" in result:
+        rows.append(("reference", result["reference"]["checkpoint"], result["reference"]))
+
+    def pct(rate: dict[str, Any]) -> str:
+        low, high = rate["ci95"]
+        return f"{100 * rate['rate']:5.1f} % [{100 * low:4.1f}, {100 * high:4.1f}]"
+
+    lines = [f"{'':10s} {'base':>22s} {'base + residual':>22s} {'gain':>7s} {'p':>9s}  intervals  checkpoint"]
+    for label, checkpoint, r in rows:
+        overlap = "overlap" if r["intervals_overlap"] else "apart"
+        lines.append(
+            f"{label:10s} {pct(r['base']):>22s} {pct(r['base_plus_residual']):>22s} {r['gain_points']:+6.1f} "
+            f"{r['mcnemar_exact_p']:9.2g}  {overlap:9s}  {checkpoint}"
+        )
+    return "\n".join(lines)
 
 
 def format_experiment(result: dict[str, Any], comparison: dict[str, Any]) -> str:
@@ -112,6 +168,13 @@ def experiment_main(config: ExperimentConfig) -> int:
     result = run_experiment(config)
     comparison = json.loads((Path(config.out) / "comparison.json").read_text(encoding="utf-8"))
     print(format_experiment(result, comparison))
+    if "reference" in result:
+        print(format_side_by_side(result))
     print(f"wrote {config.out}/experiment.json, comparison.json, eval_base/, eval_residual/, train/")
-    print(json.dumps({"experiment": {k: result[k] for k in ("gain_points", "intervals_overlap", "mcnemar_exact_p")}}))
-    return 0 if result["complete"] else 1
+    keys = ("gain_points", "intervals_overlap", "mcnemar_exact_p")
+    line = {"experiment": {k: result[k] for k in keys}}
+    if "reference" in result:
+        line["reference"] = {k: result["reference"][k] for k in keys}
+    print(json.dumps(line))
+    complete = result["complete"] and result.get("reference", {}).get("complete", True)
+    return 0 if complete else 1

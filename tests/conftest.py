@@ -1,3 +1,7 @@
+# First: rllib_paper sets the process defaults numpy and MuJoCo read at import (headless GL,
+# CPU-independent BLAS kernels), exactly as the CLI does.
+import rllib_paper  # noqa: F401, I001
+
 import json
 import os
 import shutil
@@ -7,8 +11,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 @pytest.fixture(scope="session")

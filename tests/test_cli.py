@@ -39,7 +39,7 @@ def test_rollout_prints_rate_and_json(capsys, tmp_path):
 def test_bad_input_is_one_clear_error(capsys):
     assert main(["rollout", "--policy", "nonsense", "--episodes", "1"]) == 2
     err = capsys.readouterr().err
-    assert "residual.base_policy='nonsense': allowed values are" in err
+    assert "residual.base_policy='nonsense': unknown kind 'nonsense'; allowed:" in err
 
 
 def test_bench_env_last_line_is_json(capsys):

@@ -223,7 +223,7 @@ def test_train_then_eval_as_ray_jobs_on_two_nodes(two_node_cluster):
         "--set",
         "stop.iterations=1",
         "--set",
-        "env.overrides={task: {max_steps: 40}}",
+        "env.task.max_steps=40",
         "--set",
         "ppo.train_batch_size=400",
         "--set",

@@ -48,3 +48,56 @@ def test_the_two_headline_training_seeds_were_scored_against_the_same_base_episo
     )
     assert len(first) == 200
     pd.testing.assert_frame_equal(first, second)
+
+
+HEADLINE = RESULTS / "experiment_scripted_phase2_anneal/train/checkpoints/final"
+
+
+def test_committed_checkpoints_record_the_base_they_were_trained_over():
+    """Each committed checkpoint names its base with every pusher parameter at its value, so a
+    later change of a default cannot change what the checkpoint corrects."""
+    import dataclasses
+
+    from rllib_paper.policies.scripted import PusherParams
+    from rllib_paper.residual.checkpoint import read_trained_env
+
+    expected = {
+        "experiment_scripted_phase2_anneal": "scripted?max_turn_detour=3.1416",
+        "experiment_scripted_phase2_anneal_seed1": "scripted?max_turn_detour=3.1416",
+        "experiment_scripted_phase2_detour": "scripted",
+        "experiment_zero_phase2": "zero",
+    }
+    for run, spec in expected.items():
+        trained = read_trained_env(RESULTS / run / "train/checkpoints/final")
+        assert trained.base_policy["spec"] == spec == trained.env["residual"]["base_policy"]
+        assert trained.code["git_commit"]
+        if spec.startswith("scripted"):
+            params = trained.base_policy["params"]
+            assert set(params) == {f.name for f in dataclasses.fields(PusherParams)}
+            assert params["max_turn_detour"] == (3.1416 if "detour" in spec else PusherParams().max_turn_detour)
+
+
+def test_evaluation_refuses_a_base_other_than_the_checkpoints_own(capsys, tmp_path):
+    """The headline was trained over the pusher without its detour rule: evaluating it over
+    today's default pusher is refused in the driver, before Ray starts, unless asked for."""
+    import dataclasses
+
+    from rllib_paper.cli import main
+    from rllib_paper.config import ConfigError
+    from rllib_paper.evaluation.distributed import EvalConfig, trained_env_config
+
+    own = trained_env_config(str(HEADLINE))
+    assert own.residual.base_policy == "scripted?max_turn_detour=3.1416" and own.residual.scale == 0.05
+    EvalConfig(env=own, checkpoint=str(HEADLINE)).check()
+    other = dataclasses.replace(own, residual=dataclasses.replace(own.residual, base_policy="scripted"))
+    with pytest.raises(ConfigError, match=r"not the base .* max_turn_detour=3.1416 there, 1.2 here"):
+        EvalConfig(env=other, checkpoint=str(HEADLINE)).check()
+    EvalConfig(env=other, checkpoint=str(HEADLINE), allow_base_mismatch=True).check()
+    # Behind an actor it is the same base; through the CLI the refusal is one line, exit 2.
+    actor = dataclasses.replace(
+        own, residual=dataclasses.replace(own.residual, base_policy=f"actor:{own.residual.base_policy}")
+    )
+    EvalConfig(env=actor, checkpoint=str(HEADLINE)).check()
+    assert main(["eval", "--checkpoint", str(HEADLINE), "--policy", "scripted", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+    assert "--allow-base-mismatch" in capsys.readouterr().err

@@ -8,21 +8,20 @@ import pandas as pd
 import pytest
 
 from rllib_paper.cli import main
-from rllib_paper.config import ConfigError
-from rllib_paper.evaluation.distributed import EvalConfig, Evaluator, evaluate
+from rllib_paper.config import ConfigError, coerce_env_config
+from rllib_paper.evaluation.distributed import EvalConfig, Evaluator, default_eval_env, evaluate
 from rllib_paper.evaluation.episodes import EpisodeRunner
 from rllib_paper.evaluation.report import mcnemar
 
-SHORT = {"task": {"max_steps": 45}}  # short episodes keep the suite fast; the logic is the same
+# Short episodes keep the suite fast; the logic is the same.
+SHORT = coerce_env_config(default_eval_env(), task={"max_steps": 45})
 VOLATILE = ["wall_seconds", "node_id", "worker_pid"]
 
 
 def _config(tmp_path, name, **kw):
     base = dict(
-        policy="scripted",
         episodes=12,
         seed=100,
-        dr="phase2",
         workers=2,
         shard_size=3,
         out=str(tmp_path / name),
@@ -46,7 +45,7 @@ def test_results_do_not_depend_on_worker_count_or_rerun(ray_local, tmp_path):
     pd.testing.assert_frame_equal(_stable(tmp_path / "w1"), _stable(tmp_path / "w2_again"))
     assert one["results"] == two["results"] == again["results"]
     # ... and equal to the serial episode function on the same seeds.
-    serial = EpisodeRunner(_config(tmp_path, "x").env_config(), "scripted")
+    serial = EpisodeRunner(_config(tmp_path, "x").env)
     frame = _stable(tmp_path / "w2").set_index("seed")
     for seed in (100, 105, 111):
         record = serial.run(seed)
@@ -80,8 +79,8 @@ def test_interrupt_then_resume_runs_only_missing_seeds(ray_local, tmp_path):
 
 def test_resume_refuses_a_different_configuration(ray_local, tmp_path):
     evaluate(_config(tmp_path, "a", episodes=3))
-    with pytest.raises(ConfigError, match="--resume: dr differs"):
-        evaluate(_config(tmp_path, "a", episodes=3, dr="phase1", resume=True))
+    with pytest.raises(ConfigError, match="--resume: env differs"):
+        evaluate(_config(tmp_path, "a", episodes=3, env=coerce_env_config(SHORT, dr="phase1"), resume=True))
 
 
 def test_killed_worker_is_replaced_and_its_shard_retried(ray_local, tmp_path):

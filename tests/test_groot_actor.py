@@ -22,10 +22,12 @@ def _obs(batch=1):
 
 
 def test_concurrent_callers_are_batched(ray_local):
+    from rllib_paper.config import EnvConfig
     from rllib_paper.policies.actor import ActorBasePolicy, ActorOptions
+    from rllib_paper.policies.registry import make_base_policy
 
     options = ActorOptions(name="test-batching", max_wait_ms=30, max_batch=16, timeout=60)
-    proxies = [ActorBasePolicy("zero", options) for _ in range(6)]
+    proxies = [ActorBasePolicy("zero", options, EnvConfig(), make_base_policy) for _ in range(6)]
     try:
         errors = []
 
@@ -54,7 +56,7 @@ def test_concurrent_callers_are_batched(ray_local):
 def test_actor_killed_mid_episode_recovers(ray_local):
     from rllib_paper.envs.residual import ResidualPaperEnv
 
-    spec = "actor:zero#name=test-restart,max_restarts=2,timeout=60"
+    spec = "actor:zero#name=test-restart&max_restarts=2&timeout=60"
     env = ResidualPaperEnv({"task": {"max_steps": 30}, "residual": {"base_policy": spec}})
     proxy = env.base_policy
     try:
@@ -91,7 +93,7 @@ def test_actor_serves_groot_through_the_stand_in(ray_local, tmp_path):
     srv = PolicyServer("zero", load_mapping(path), port=0)
     port = srv.bind()
     srv.start_thread()
-    spec = f"actor:groot:tcp://127.0.0.1:{port}?config={path}&timeout=20#name=test-groot-actor,timeout=60"
+    spec = f"actor:groot:tcp://127.0.0.1:{port}?config={path}&timeout=20#name=test-groot-actor&timeout=60"
     env = ResidualPaperEnv({"residual": {"base_policy": spec}})
     try:
         assert env.base_policy.execution_horizon == 8 and env.base_policy.chunk_length == 16
@@ -111,10 +113,12 @@ def test_bad_actor_options_are_named():
     from rllib_paper.config import ConfigError
     from rllib_paper.policies.actor import parse_actor_spec
 
-    inner, options = parse_actor_spec("actor:groot:tcp://h:1?config=so100#num_gpus=1,resource=groot,max_batch=8")
+    inner, options = parse_actor_spec("actor:groot:tcp://h:1?config=so100#num_gpus=1&resource=groot&max_batch=8")
     assert inner == "groot:tcp://h:1?config=so100"
     assert options.num_gpus == 1.0 and options.resource == "groot" and options.max_batch == 8
     with pytest.raises(ConfigError, match="max_batch=0"):
         parse_actor_spec("actor:zero#max_batch=0")
-    with pytest.raises(ConfigError, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="unknown actor option 'gpus'"):
         parse_actor_spec("actor:zero#gpus=1")
+    with pytest.raises(ConfigError, match="timeout='nan': expected a finite number"):
+        parse_actor_spec("actor:zero#timeout=nan")

@@ -77,8 +77,8 @@ CLUSTER_SCRIPT = textwrap.dedent(
     try:
         ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
         inner = f"groot:tcp://{address.removeprefix('tcp://')}?config={mapping}&timeout=30"
-        by_resource = f"actor:{inner}#name=groot-by-resource,resource=groot,timeout=120"
-        by_label = f"actor:{inner}#name=groot-by-label,label=node-role=groot,timeout=120"
+        by_resource = f"actor:{inner}#name=groot-by-resource&resource=groot&timeout=120"
+        by_label = f"actor:{inner}#name=groot-by-label&label=node-role=groot&timeout=120"
 
         @ray.remote(num_cpus=1, resources={"envs": 1})  # only the head has "envs"
         def run_env(spec, seed, steps):
@@ -102,17 +102,19 @@ CLUSTER_SCRIPT = textwrap.dedent(
 
         out = {"head": cluster.head_node.node_id, "gpu_node": gpu_node.node_id, "runs": {}, "stats": {}}
         for spec in (by_resource, by_label):
-            name = spec.rsplit("name=", 1)[1].split(",")[0]
+            name = spec.rsplit("name=", 1)[1].split("&")[0]
             # Two envs at once on the head: the first creates the named actor, both share it.
             out["runs"][name] = ray.get([run_env.remote(spec, seed, 24) for seed in (1000, 1001)], timeout=300)
             handle = ray.get_actor(name, namespace="rllib_paper")  # the driver finds it by name too
             out["stats"][name] = ray.get(handle.stats.remote(), timeout=60)
             ray.kill(handle, no_restart=True)
         # A label no node has: the actor is never placed, and the env side says so within its timeout.
-        from rllib_paper.policies.actor import BasePolicyError, make_actor_policy
+        from rllib_paper.config import EnvConfig
+        from rllib_paper.policies.actor import BasePolicyError
+        from rllib_paper.policies.registry import make_base_policy
 
         try:
-            make_actor_policy(f"actor:{inner}#name=groot-nowhere,label=node-role=none,timeout=3,detached=0")
+            make_base_policy(f"actor:{inner}#name=groot-nowhere&label=node-role=none&timeout=3&detached=0", EnvConfig())
             out["unplaceable"] = "placed"
         except BasePolicyError as exc:
             out["unplaceable"] = str(exc)
@@ -148,7 +150,7 @@ def test_actor_label_option_is_a_ray_label_selector():
     from rllib_paper.config import ConfigError
     from rllib_paper.policies.actor import parse_actor_spec
 
-    _, options = parse_actor_spec("actor:zero#label=node-role=groot;zone=a,resource=groot")
+    _, options = parse_actor_spec("actor:zero#label=node-role=groot;zone=a&resource=groot")
     assert options.label_selector() == {"node-role": "groot", "zone": "a"} and options.resource == "groot"
     assert parse_actor_spec("actor:zero")[1].label_selector() == {}
     with pytest.raises(ConfigError, match="label='groot'"):
@@ -164,11 +166,11 @@ def test_residual_ppo_iteration_on_the_groot_stand_in(ray_local, stand_in, tmp_p
 
     address, mapping = stand_in
     name = "test-groot-ppo"
-    spec = f"actor:groot:{address}?config={mapping}&timeout=30#name={name},max_wait_ms=10,timeout=120"
+    spec = f"actor:groot:{address}?config={mapping}&timeout=30#name={name}&max_wait_ms=10&timeout=120"
     assignments = [
-        f"env.base_policy='{spec}'",
-        "env.overrides={task: {max_steps: 40}}",  # a multiple of k: whole chunks per episode
-        "env.scale=0.05",
+        f"env.residual.base_policy='{spec}'",
+        "env.task.max_steps=40",  # a multiple of k: whole chunks per episode
+        "env.residual.scale=0.05",
         "ppo.train_batch_size=160",
         "ppo.minibatch_size=80",
         "ppo.num_epochs=1",
@@ -179,7 +181,7 @@ def test_residual_ppo_iteration_on_the_groot_stand_in(ray_local, stand_in, tmp_p
         "stop={iterations: 1}",
     ]
     config = load_train_config(None, assignments)
-    assert config.env.base_policy == spec
+    assert config.env.residual.base_policy == spec
     try:
         summary = train(config, tmp_path / "run", quiet=True)
         handle = ray_local.get_actor(name, namespace="rllib_paper")

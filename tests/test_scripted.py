@@ -9,7 +9,8 @@ import pytest
 from rllib_paper.config import DR_PRESETS, ConfigError, RandomizationConfig, coerce_env_config
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.evaluation.episodes import EpisodeRunner, run_episode
-from rllib_paper.policies.base import BasePolicy, make_base_policy
+from rllib_paper.policies.base import BasePolicy
+from rllib_paper.policies.registry import make_base_policy
 from rllib_paper.policies.scripted import ScriptedPusher
 from rllib_paper.sim.scene import BIT_ARM
 from rllib_paper.sim.task import wrap_angle, wrap_half_turn
@@ -53,7 +54,10 @@ def test_pusher_parameters_come_from_the_spec():
         ("scripted?nope=1", r"pusher.nope: unknown parameter"),
         ("scripted?drag_speed=fast", r"pusher.drag_speed='fast': expected a number"),
         ("scripted?drag_speed=-0.1", r"pusher.drag_speed=-0.1: allowed range is \[0, inf\)"),
-        ("scripted?max_turn_steps=2.5", r"pusher.max_turn_steps='2.5': expected a number"),
+        ("scripted?max_turn_steps=2.5", r"pusher.max_turn_steps='2.5': expected an integer"),
+        ("scripted?drag_speed=nan", r"pusher.drag_speed='nan': expected a finite number"),
+        ("scripted?hover_height=inf", r"pusher.hover_height='inf': expected a finite number"),
+        ("scripted:somewhere", r"the pusher takes no target"),
     ],
 )
 def test_bad_pusher_spec_names_the_field(spec, message):

@@ -14,7 +14,7 @@ from rllib_paper.config import ConfigError
 from rllib_paper.runtime.storage import RunMirror, is_uri, local_copy, run_directory
 
 TINY_TRAIN = [
-    "env.overrides={task: {max_steps: 40}}",
+    "env.task.max_steps=40",
     "ppo.train_batch_size=160",
     "ppo.minibatch_size=80",
     "ppo.num_epochs=1",

@@ -78,14 +78,15 @@ def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     table = pd.read_parquet(tmp_path / "out" / "trials.parquet")
     assert len(table) == 2 and set(table["status"]) == {"TERMINATED"}
-    assert sorted(table["param.env.scale"]) == [0.02, 0.05]  # the grid
+    assert sorted(table["param.env.residual.scale"]) == [0.02, 0.05]  # the grid
     assert table["param.ppo.lr"].between(1e-4, 1e-3).all()
     assert (table["iterations"] == 2).all()
     assert (tmp_path / "out" / "trials.md").read_text().count("\n") == 4
     summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert summary["best_eval"]["complete"] and summary["best_eval"]["seeds"] == [5000, 5007]
-    report = json.loads((tmp_path / "out" / "best_eval" / "report.json").read_text())
-    assert report["episodes_done"] == 8 and report["config"]["checkpoint"] == str(tmp_path / "out/best_eval/checkpoint")
+    best_eval = tmp_path / "out" / "best_eval" / summary["best_eval"]["trial_id"]
+    report = json.loads((best_eval / "report.json").read_text())
+    assert report["episodes_done"] == 8 and report["config"]["checkpoint"] == str(best_eval / "checkpoint")
 
 
 def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp):

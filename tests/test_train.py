@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rllib_paper.config import ConfigError
-from rllib_paper.training.config import TrainConfig, apply_overrides, load_train_config
+from rllib_paper.config import ConfigError, apply_overrides, dr_preset
+from rllib_paper.training.config import TrainConfig, load_train_config
 
 # Tiny but real: the scripted base, short episodes, small batches.
 TINY = [
-    "env.overrides={task: {max_steps: 40}}",
-    "env.scale=0.05",
+    "env.task.max_steps=40",
+    "env.residual.scale=0.05",
     "ppo.train_batch_size=160",
     "ppo.minibatch_size=80",
     "ppo.num_epochs=2",
@@ -45,12 +45,12 @@ def _rows(path):
         ("ppo.lr=-1", r"ppo.lr=-1: allowed range is \(0.0, 1.0\]"),
         ("ppo.minibatch_size=9000", r"ppo.minibatch_size=9000: allowed range is \[1, 4000\]"),
         ("ppo.lrr=0.1", r"unknown key ppo.lrr"),
-        ("env.dr=phase9", r"env.dr='phase9': allowed presets"),
-        ("env.scale=2", r"env.scale=2: allowed range is \[0.0, 1.0\]"),
+        ("env.randomization=phase9", r"randomization='phase9': allowed presets"),
+        ("env.residual.scale=2", r"residual.scale=2: allowed range is \[0.0, 1.0\]"),
         ("env_runners.num_env_runners=-1", r"env_runners.num_env_runners=-1"),
         ("learners.gpu=maybe", r"learners.gpu='maybe'"),
         ("stop={iterations: 0}", r"stop: set at least one"),
-        ("env.overrides={task: {max_steps: 0}}", r"task.max_steps=0"),
+        ("env.task.max_steps=0", r"task.max_steps=0"),
         ("ppo.entropy_coeff_final=-0.1", r"ppo.entropy_coeff_final=-0.1: allowed range is \[0.0, 10.0\]"),
         ("ppo.entropy_decay_steps=0", r"ppo.entropy_decay_steps=0: allowed range is \[1, inf\]"),
         ("ppo.lr_final=0", r"ppo.lr_final=0: allowed range is \(0.0, 1.0\]"),
@@ -64,11 +64,11 @@ def test_bad_train_config_is_one_clear_error(assignment, message):
 
 
 def test_set_overrides_parse_yaml_values_and_shipped_configs_load():
-    data = apply_overrides({"ppo": {"lr": 1e-3}}, ["ppo.hiddens=[64, 64]", "env.dr=phase1", "seed=7"])
-    assert data == {"ppo": {"lr": 1e-3, "hiddens": [64, 64]}, "env": {"dr": "phase1"}, "seed": 7}
+    data = apply_overrides({"ppo": {"lr": 1e-3}}, ["ppo.hiddens=[64, 64]", "env.randomization=phase1", "seed=7"])
+    assert data == {"ppo": {"lr": 1e-3, "hiddens": [64, 64]}, "env": {"randomization": "phase1"}, "seed": 7}
     config = load_train_config("residual_scripted", ["ppo.lr=1e-4"])
-    assert config.ppo.lr == 1e-4 and config.env.dr == "phase2"
-    assert config.env.base_policy == "scripted?max_turn_detour=3.1416"  # the headline's base
+    assert config.ppo.lr == 1e-4 and config.env.randomization == dr_preset("phase2")
+    assert config.env.residual.base_policy == "scripted?max_turn_detour=3.1416"  # the headline's base
     assert TrainConfig().ppo.num_epochs == 10 and TrainConfig().ppo.clip_param == 0.2
     assert TrainConfig().ppo.entropy_coeff == 0.005 and TrainConfig().ppo.lr == 3e-4
     with pytest.raises(ConfigError, match="no such file, and not one of the shipped configs"):
@@ -76,7 +76,7 @@ def test_set_overrides_parse_yaml_values_and_shipped_configs_load():
 
 
 def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
-    from rllib_paper.training.loop import build_algorithm_config
+    from rllib_paper.training.algorithm import build_algorithm_config
 
     assert build_algorithm_config(load_train_config(None, TINY)).entropy_coeff == 0.005
     decayed = load_train_config(None, [*TINY, "ppo.entropy_coeff_final=0.0", "ppo.entropy_decay_steps=800000"])
@@ -86,7 +86,7 @@ def test_entropy_bonus_is_constant_or_a_linear_decay_handed_to_rllib():
 
 
 def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
-    from rllib_paper.training.loop import build_algorithm_config
+    from rllib_paper.training.algorithm import build_algorithm_config
 
     assert build_algorithm_config(load_train_config(None, TINY)).lr == 3e-4
     annealed = load_train_config(None, [*TINY, "ppo.lr_final=3e-5", "ppo.lr_decay_steps=1500000"])
@@ -97,20 +97,20 @@ def test_learning_rate_is_constant_or_a_linear_anneal_handed_to_rllib():
 
 def test_compact_log_line_says_when_no_episode_ended_instead_of_printing_nan():
     from rllib_paper.envs.paper_env import REWARD_TERMS
-    from rllib_paper.training.loop import Trainer
+    from rllib_paper.training.metrics import MetricsLog
 
     nan = float("nan")
     row = {"iteration": 3, "env_steps_total": 12000, "iteration_seconds": 9.5, "sample_steps_per_s": 600.0}
     empty = {**row, "episodes": 0, "success_rate": nan, "success_rolling": 0.5, "rolling_episodes": 20}
     empty |= {"episode_return": nan, "episode_length": nan, "residual_abs_mean": nan}
     empty |= {f"reward_{t}": nan for t in REWARD_TERMS}
-    line = Trainer._line(empty)
+    line = MetricsLog.line(empty)
     assert "nan" not in line and "no episode ended this iteration, success 0.50 last 20" in line
     first = {**empty, "rolling_episodes": 0, "success_rolling": nan}
-    assert "success none yet" in Trainer._line(first) and "nan" not in Trainer._line(first)
+    assert "success none yet" in MetricsLog.line(first) and "nan" not in MetricsLog.line(first)
     full = {**empty, "episodes": 4, "success_rate": 0.75, "episode_return": -20.0, "episode_length": 180.0}
     full |= {"residual_abs_mean": 0.2} | {f"reward_{t}": 1.0 for t in REWARD_TERMS}
-    assert "success 0.75 it, 0.50 last 20 | return   -20.0" in Trainer._line(full)
+    assert "success 0.75 it, 0.50 last 20 | return   -20.0" in MetricsLog.line(full)
 
 
 # ---------------------------------------------------------------------------- module
@@ -121,7 +121,7 @@ def test_untrained_residual_is_exactly_zero_and_reproduces_the_base(tmp_path):
 
     from rllib_paper.evaluation.episodes import EpisodeRunner
     from rllib_paper.residual.checkpoint import load_residual_policy
-    from rllib_paper.training.loop import build_algorithm_config
+    from rllib_paper.training.algorithm import build_algorithm_config
 
     config = load_train_config(None, TINY)
     spec = build_algorithm_config(config).rl_module_spec
@@ -133,7 +133,7 @@ def test_untrained_residual_is_exactly_zero_and_reproduces_the_base(tmp_path):
     assert torch.allclose(out[:, 6:], torch.full((5, 6), float(np.log(config.ppo.init_std))))
 
     module.save_to_path(str(tmp_path / "module"))
-    env = config.env.env_config()
+    env = config.env
     base = EpisodeRunner(env).run(3)
     with_residual = EpisodeRunner(env, residual_fn=load_residual_policy(tmp_path / "module")).run(3)
     assert with_residual.episode_return == base.episode_return
@@ -144,15 +144,16 @@ def test_untrained_residual_is_exactly_zero_and_reproduces_the_base(tmp_path):
 def _spaces(config):
     from rllib_paper.envs.residual import ResidualPaperEnv
 
-    env = ResidualPaperEnv(config.env.env_config())
+    env = ResidualPaperEnv(config.env)
     return (env.observation_space, env.action_space)
 
 
 # ---------------------------------------------------------------------------- local Ray
 def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local, tmp_path):
-    from rllib_paper.residual.checkpoint import checkpoint_env_config, load_residual_policy
+    from rllib_paper.residual.checkpoint import load_residual_policy, read_trained_env
     from rllib_paper.training.callbacks import EPISODES_KEY  # noqa: F401  (the callback module imports)
-    from rllib_paper.training.loop import latest_checkpoint, train
+    from rllib_paper.training.loop import train
+    from rllib_paper.training.run_dir import latest_checkpoint
 
     config = load_train_config(None, [*TINY, "stop={iterations: 2}", "checkpoint_every=1"])
     seen = []
@@ -180,7 +181,7 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
     policy = load_residual_policy(run / "checkpoints" / "final")
     action = policy(np.zeros(31, dtype=np.float32))
     assert action.shape == (6,) and np.all(np.abs(action) <= 1)
-    assert checkpoint_env_config(run / "checkpoints" / "final")["residual"]["scale"] == 0.05
+    assert read_trained_env(run / "checkpoints" / "final").env["residual"]["scale"] == 0.05
     assert not (Path.home() / "ray_results").exists() or not any((Path.home() / "ray_results").iterdir())
 
     with pytest.raises(ConfigError, match="already holds a run"):
@@ -225,7 +226,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     from rllib_paper.residual.checkpoint import find_module_dir
-    from rllib_paper.training.loop import Trainer, latest_checkpoint
+    from rllib_paper.training.loop import Trainer
+    from rllib_paper.training.run_dir import latest_checkpoint
 
     saved = RLModule.from_checkpoint(str(find_module_dir(latest_checkpoint(out)))).state_dict()
     config = load_train_config(out / "config.yaml", [f"stop={{iterations: {killed_at + 2}}}"])
@@ -249,6 +251,42 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
     assert int(rows[killed_at]["env_steps_total"]) > int(rows[killed_at - 1]["env_steps_total"])
     info = json.loads((out / "run_info.json").read_text())
     assert len(info["sessions"]) == 2 and info["sessions"][1]["resumed_from"].endswith(f"iter_{killed_at:06d}")
+
+
+def test_run_killed_before_its_first_checkpoint_resumes_without_duplicate_rows(ray_local, tmp_path, short_tmp):
+    """SIGKILL after iteration 1 was logged but before any checkpoint: --resume starts again at
+    iteration 0, so the logged rows must go (they used to stay, giving iterations 1, 1, 2, 3)."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd(out, "--set", "stop={iterations: 50}", "--set", "checkpoint_every=100"),
+        cwd=ROOT,
+        env={**os.environ, "RAY_TMPDIR": short_tmp},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            if (out / "metrics.csv").is_file() and len(_rows(out / "metrics.csv")) >= 1:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.1)
+        else:
+            pytest.fail("training logged no iteration within 300 s")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert not (out / "checkpoints" / "latest.json").exists() and _rows(out / "metrics.csv")
+    from rllib_paper.training.loop import train
+
+    config = load_train_config(out / "config.yaml", ["stop={iterations: 3}"])
+    summary = train(config, out, resume=True, quiet=True)
+    assert summary["iterations"] == 3
+    assert [int(r["iteration"]) for r in _rows(out / "metrics.csv")] == [1, 2, 3]
+    assert {int(r["iteration"]) for r in _rows(out / "episodes.csv")} <= {1, 2, 3}
+    assert int(_rows(out / "metrics.csv")[-1]["env_steps_total"]) == summary["env_steps"]
 
 
 # ---------------------------------------------------------------------------- two nodes
@@ -304,7 +342,7 @@ def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray
     residual = json.loads((tmp_path / "exp" / "eval_residual" / "report.json").read_text())
     assert base["config"]["checkpoint"] is None and residual["config"]["checkpoint"].endswith("checkpoints/final")
     # The evaluation used the residual gain the checkpoint was trained with.
-    assert residual["config"]["env_config"]["residual"]["scale"] == 0.05
+    assert residual["config"]["env"]["residual"]["scale"] == 0.05
     assert residual["results"]["means"]["residual_abs_mean"]["mean"] >= 0
     # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
     again = run_experiment(config)

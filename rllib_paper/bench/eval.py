@@ -15,15 +15,16 @@ import time
 from collections import deque
 
 from rllib_paper.config import coerce_env_config
+from rllib_paper.runtime.ray_start import start_ray
 
 
-def _elapsed(workers: int, seeds: list[int], shard_size: int, env_config: dict, policy: str) -> float:
+def _elapsed(workers: int, seeds: list[int], shard_size: int, env_config: dict) -> float:
     """Seconds for ``workers`` warm actors to run every seed, shards handed out as workers free up."""
     import ray
 
     from rllib_paper.evaluation.distributed import _worker_class
 
-    actors = [_worker_class().remote(env_config, policy, None) for _ in range(workers)]
+    actors = [_worker_class().remote(env_config, None) for _ in range(workers)]
     ray.get([a.pid.remote() for a in actors])  # wait until every env is built
     ray.get([a.run_shard.remote(seeds[:1]) for a in actors])  # warm caches
     queue = deque(seeds[i : i + shard_size] for i in range(0, len(seeds), shard_size))
@@ -52,15 +53,15 @@ def run(episodes: int = 32, policy: str = "scripted", dr: str = "phase2", shard_
             raise ValueError(f"bench eval: {name}={value}, allowed >= {least}")
     started = False
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start_ray(num_cpus=2)
         started = True
     try:
         env_config = coerce_env_config(None, dr=dr, residual={"base_policy": policy}).to_dict()
         seeds = list(range(episodes))
         one, two = [], []
         for _ in range(rounds):
-            one.append(_elapsed(1, seeds, shard_size, env_config, policy))
-            two.append(_elapsed(2, seeds, shard_size, env_config, policy))
+            one.append(_elapsed(1, seeds, shard_size, env_config))
+            two.append(_elapsed(2, seeds, shard_size, env_config))
     finally:
         if started:
             ray.shutdown()

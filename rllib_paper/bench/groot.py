@@ -88,7 +88,6 @@ def _env_worker_class():
         """One env in its own process; ``configure`` swaps in a new base policy (same seed)."""
 
         def __init__(self, seed: int) -> None:
-            os.environ.setdefault("MUJOCO_GL", "egl")
             self.first_seed = seed
             self.env = None
 
@@ -148,7 +147,7 @@ def run(
     import ray
 
     from rllib_paper.config import ConfigError, coerce_env_config
-    from rllib_paper.policies.actor import make_actor_policy
+    from rllib_paper.policies.registry import make_base_policy
 
     checks = (("envs", envs, 1), ("steps", steps, 1), ("frame_steps", frame_steps, 1), ("warmup", warmup, 1))
     for label, value, low in (*checks, ("latency_ms", latency_ms, 0), ("max_wait_ms", max_wait_ms, 0)):
@@ -156,7 +155,6 @@ def run(
             raise ConfigError(f"bench groot: {label}={value!r}: allowed range is [{low}, inf)")
     if len(image_size) != 2 or min(image_size) < 1:
         raise ConfigError(f"bench groot: image_size={image_size!r}: expected two positive integers (H, W)")
-    os.environ.setdefault("MUJOCO_GL", "egl")  # inherited by the Ray workers started below
     tmp = tempfile.TemporaryDirectory(prefix="rp-bench-groot-", dir="/tmp")  # short: Ray's socket paths
     started, server = False, None
     phases: dict[str, dict[str, Any]] = {}
@@ -181,9 +179,9 @@ def run(
         scripted = env_config("scripted").to_dict()
         phases["scripted"] = _phase(workers, scripted, steps, warmup)
         for phase, mapping, n in (("actor", state_only, steps), ("actor_frames", with_frames, frame_steps)):
-            options = f"name=bench-groot-{phase}-{os.getpid()},max_batch={envs},max_wait_ms={max_wait_ms:g},detached=0"
+            options = f"name=bench-groot-{phase}-{os.getpid()}&max_batch={envs}&max_wait_ms={max_wait_ms:g}&detached=0"
             spec = f"actor:groot:{server.address}?config={mapping}&timeout=30#{options}"
-            proxy = make_actor_policy(spec, env_config(spec))  # the driver owns the actor; the envs find it by name
+            proxy = make_base_policy(spec, env_config(spec))  # the driver owns the actor; the envs find it by name
             try:
                 phases[phase] = _phase(workers, env_config(spec).to_dict(), n, warmup, actor=proxy.handle)
             finally:

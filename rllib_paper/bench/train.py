@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rllib_paper.runtime.ray_start import start_ray
 from rllib_paper.training.config import load_train_config
 
 
@@ -41,7 +42,7 @@ def run(
 ) -> dict:
     import ray
 
-    from rllib_paper.training.loop import _keep_trainable_logs_in, build_algorithm_config
+    from rllib_paper.training.algorithm import build_algorithm_config, keep_trainable_logs_in
 
     assignments = [
         f"env_runners.num_env_runners={runners}",
@@ -49,15 +50,15 @@ def run(
         "stop.iterations=1",
     ]
     train_config = load_train_config(config or "residual_scripted", assignments)
-    env_config = train_config.env.env_config()
+    env_config = train_config.env
     started = False
     if not ray.is_initialized():
-        ray.init(num_cpus=runners, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        start_ray(num_cpus=runners)
         started = True
     try:
         single_before = single_process_rate(env_config, steps_per_runner // 2)
         logs = tempfile.TemporaryDirectory(prefix="rllib-paper-bench-")
-        _keep_trainable_logs_in(Path(logs.name))  # not ~/ray_results
+        keep_trainable_logs_in(Path(logs.name))  # not ~/ray_results
         algo = build_algorithm_config(train_config).build_algo()
         group = algo.env_runner_group
 

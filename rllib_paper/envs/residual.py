@@ -17,8 +17,8 @@ import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
 from rllib_paper.envs.paper_env import OBS_DIM, REWARD_INFO_KEYS, REWARD_TERMS, PaperSquareEnv
-from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot, groot-local, actor specs)
-from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, make_base_policy, validate_chunk
+from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, validate_chunk
+from rllib_paper.policies.registry import make_base_policy
 
 RESIDUAL_OBS_DIM = OBS_DIM + 6
 

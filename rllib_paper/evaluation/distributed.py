@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from rllib_paper.config import DR_PRESETS, ConfigError, coerce_env_config, dr_preset
+from rllib_paper.config import ConfigError, EnvConfig, ResidualConfig, dr_preset, preset_name
 from rllib_paper.evaluation.report import (
     SCHEMA_VERSION,
     format_summary,
@@ -34,6 +34,8 @@ from rllib_paper.evaluation.report import (
     write_markdown,
     write_plot,
 )
+from rllib_paper.policies.registry import policy_identity, resolve_base_policy
+from rllib_paper.residual.checkpoint import read_trained_env
 from rllib_paper.runtime.files import atomic_write, dump_json
 from rllib_paper.runtime.provenance import provenance
 from rllib_paper.runtime.ray_start import start_ray
@@ -41,62 +43,93 @@ from rllib_paper.runtime.storage import is_uri
 
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
-COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "dr", "env", "seeds")
+COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "env", "seeds")
+
+
+def _first_difference(trained: dict[str, Any], now: dict[str, Any]) -> str:
+    a, b = policy_identity(trained), policy_identity(now)
+    if a[0] != b[0]:
+        return f"kind {a[0]!r} there, {b[0]!r} here"
+    keys = sorted(set(a[1]) | set(b[1]))
+    key = next((k for k in keys if a[1].get(k) != b[1].get(k)), None)
+    return f"{key}={a[1].get(key)!r} there, {b[1].get(key)!r} here"
+
+
+def default_eval_env() -> EnvConfig:
+    """What ``rllib-paper eval`` runs unless told otherwise: the pusher on phase-2 DR."""
+    return EnvConfig(randomization=dr_preset("phase2"), residual=ResidualConfig(base_policy="scripted"))
+
+
+def trained_env_config(checkpoint: str, dr: str | None = None) -> EnvConfig:
+    """The env a checkpoint was trained in (its alpha, scale, reward, exact base), on preset ``dr``
+    if given: where an evaluation of that checkpoint starts."""
+    trained = read_trained_env(checkpoint)
+    if trained is None:
+        raise ConfigError(
+            f"checkpoint={checkpoint!r}: no rllib_paper_env.json beside it, so its env and base policy are "
+            "unknown; pass the checkpoint directory written by `rllib-paper train`"
+        )
+    env = EnvConfig.from_dict(trained.env)
+    return env if dr is None else dataclasses.replace(env, randomization=dr_preset(dr))
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    policy: str = "scripted"
-    checkpoint: str | None = None
+    # What is evaluated: the base policy (env.residual.base_policy), the DR, the task. With a
+    # checkpoint, start from its own env (read_trained_env) so alpha, scale and base match.
+    env: EnvConfig = field(default_factory=default_eval_env)
+    checkpoint: str | None = None  # a residual checkpoint: evaluates base + residual
     episodes: int = 200
-    seed: int = 0
-    seeds_file: str | None = None
-    dr: str = "phase2"
-    workers: int = 2
+    seed: int = 0  # episodes use seed .. seed + episodes - 1
+    seeds_file: str | None = None  # one seed per line or a JSON list; overrides seed/episodes
+    workers: int = 2  # Ray actors, one CPU each
     out: str = "results/eval"
     resume: bool = False
-    shard_size: int = 8
-    env: dict[str, Any] = field(default_factory=dict)  # extra EnvConfig sections, e.g. {"task": {"max_steps": 60}}
+    shard_size: int = 8  # episodes per task; each finished shard is saved at once
     address: str | None = None  # Ray address; None starts (or reuses) a local Ray
     max_worker_failures: int = 5
     progress: bool = True
+    # Evaluate a checkpoint over a base whose resolved parameters differ from the one it was
+    # trained over (an ablation, not a reproduction); refused unless set.
+    allow_base_mismatch: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.env, EnvConfig):
+            raise ConfigError(f"env={self.env!r}: expected an EnvConfig")
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes!r}: allowed range is [1, inf) integers")
         if not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers={self.workers!r}: allowed range is [1, inf) integers")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise ConfigError(f"shard_size={self.shard_size!r}: allowed range is [1, inf) integers")
-        if self.dr not in DR_PRESETS:
-            raise ConfigError(f"dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
         if self.checkpoint is not None and not is_uri(self.checkpoint) and not Path(self.checkpoint).exists():
             raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file or directory")
         if self.seeds_file is not None and not Path(self.seeds_file).is_file():
             raise ConfigError(f"seeds_file={self.seeds_file!r}: no such file")
 
-    def env_config(self):
-        """The env of this evaluation: a checkpoint's own residual gain (alpha, scale), then
-        ``env`` overrides, with the DR preset and base policy of this config."""
-        trained = self.trained_residual()
-        if trained is not None and trained["base_policy"] != self.policy:
-            raise ConfigError(
-                f"policy={self.policy!r}: the checkpoint's residual was trained on base policy "
-                f"{trained['base_policy']!r}; evaluate it with --policy {trained['base_policy']}"
-            )
-        residual = {k: v for k, v in (trained or {}).items() if k in ("alpha", "scale")}
-        return coerce_env_config(
-            {**self.env, "randomization": dataclasses.asdict(dr_preset(self.dr))},
-            residual={**residual, **self.env.get("residual", {}), "base_policy": self.policy},
-        )
+    @property
+    def policy(self) -> str:
+        return self.env.residual.base_policy
 
-    def trained_residual(self) -> dict[str, Any] | None:
+    @property
+    def dr(self) -> str:
+        """The DR preset's name, or "custom" for ranges no preset has (reports and plots)."""
+        return preset_name(self.env.randomization)
+
+    def check(self) -> None:
+        """Refuse a bad base spec, or a checkpoint over a different base, before Ray starts."""
+        record = resolve_base_policy(self.policy)
         if self.checkpoint is None:
-            return None
-        from rllib_paper.residual.checkpoint import checkpoint_env_config
-
-        snapshot = checkpoint_env_config(self.checkpoint)
-        return None if snapshot is None else snapshot.get("residual")
+            return
+        trained = read_trained_env(self.checkpoint)
+        if trained is None or self.allow_base_mismatch:
+            return
+        if policy_identity(trained.base_policy) != policy_identity(record):
+            raise ConfigError(
+                f"base policy {self.policy!r} is not the base the checkpoint's residual was trained over "
+                f"({trained.base_policy['spec']!r}, parameters {_first_difference(trained.base_policy, record)}); "
+                "evaluate without --policy to use the checkpoint's own base, or pass --allow-base-mismatch"
+            )
 
     def seeds(self) -> list[int]:
         if self.seeds_file is None:
@@ -130,7 +163,7 @@ def _episode_row(record, node_id: str, pid: int) -> dict[str, Any]:
 class _EvalWorkerImpl:
     """One env + policy per worker process, reused for every shard it is given."""
 
-    def __init__(self, env_config: dict[str, Any], policy: str, checkpoint: str | None) -> None:
+    def __init__(self, env_config: dict[str, Any], checkpoint: str | None) -> None:
         import ray
 
         from rllib_paper.evaluation.episodes import EpisodeRunner
@@ -140,7 +173,7 @@ class _EvalWorkerImpl:
             from rllib_paper.residual.checkpoint import load_residual_policy
 
             residual_fn = load_residual_policy(checkpoint)
-        self.runner = EpisodeRunner(env_config, policy, residual_fn=residual_fn)
+        self.runner = EpisodeRunner(env_config, residual_fn=residual_fn)
         self.node_id = ray.get_runtime_context().get_node_id()
 
     def pid(self) -> int:
@@ -190,7 +223,8 @@ class Evaluator:
     def run(self) -> dict[str, Any]:
         config = self.config
         seeds = config.seeds()
-        env_config = config.env_config()
+        config.check()
+        env_config = config.env
         self._prepare_directory(seeds, env_config.to_dict())
         existing = _read_shards(self.shard_dir)
         done = set(existing["seed"]) if len(existing) else set()
@@ -212,7 +246,7 @@ class Evaluator:
         complete = len(episodes) == len(requested)
         if len(episodes):
             _write_atomic_parquet(episodes, self.out / "episodes.parquet")
-        ranges = {k: tuple(v) for k, v in dataclasses.asdict(dr_preset(self.config.dr)).items()}
+        ranges = {k: tuple(v) for k, v in dataclasses.asdict(self.config.env.randomization).items()}
         report = {
             "schema_version": SCHEMA_VERSION,
             "complete": complete,
@@ -249,7 +283,7 @@ class Evaluator:
             "policy": c.policy,
             "checkpoint": c.checkpoint,
             "dr": c.dr,
-            "env": c.env,
+            "env": c.env.to_dict(),
             "seeds": {
                 "first": min(seeds),
                 "last": max(seeds),
@@ -257,7 +291,7 @@ class Evaluator:
                 "sha1": hashlib.sha1(",".join(map(str, seeds)).encode()).hexdigest(),
             },
             "seeds_file": c.seeds_file,
-            "env_config": self.config.env_config().to_dict(),
+            "base_policy": resolve_base_policy(c.policy),
         }
 
     def _prepare_directory(self, seeds: Sequence[int], env_config: dict[str, Any]) -> None:
@@ -287,7 +321,7 @@ class Evaluator:
             start_ray(self.config.address, logging_level="WARNING")
 
     def _new_worker(self, env_config: dict[str, Any]):
-        return _worker_class().remote(env_config, self.config.policy, self.config.checkpoint)
+        return _worker_class().remote(env_config, self.config.checkpoint)
 
     def _run_shards(self, todo: list[int], env_config: dict[str, Any], total: int, already: int) -> None:
         import ray

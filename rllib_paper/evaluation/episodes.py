@@ -120,9 +120,7 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     }
 
 
-def rollout_main(
-    policy: str, episodes: int, seed: int, dr: str, json_out: str | None = None, quiet: bool = False
-) -> int:
+def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None = None, quiet: bool = False) -> int:
     """Serial seeded rollout of a base policy: per-episode lines, then the success rate."""
     import json
 
@@ -134,7 +132,10 @@ def rollout_main(
         from rllib_paper.config import ConfigError
 
         raise ConfigError(f"episodes={episodes}: allowed range is [1, inf)")
-    runner = EpisodeRunner({"randomization": dr}, policy)
+    from rllib_paper.config import preset_name
+
+    policy, dr = env.residual.base_policy, preset_name(env.randomization)
+    runner = EpisodeRunner(env)
     records = []
     bar = tqdm(
         range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False

@@ -9,11 +9,11 @@ failed call once, then ends the episode as a failure with ``info["base_policy_fa
 
 Spec (``residual.base_policy``)::
 
-    actor:INNER_SPEC[#name=N,num_gpus=1,num_cpus=0,resource=R,label=KEY=VALUE,max_batch=32,
-                      max_wait_ms=5,max_restarts=3,timeout=60,per_node=0,detached=1,namespace=rllib_paper]
+    actor:INNER_SPEC[#name=N&num_gpus=1&num_cpus=0&resource=R&label=KEY=VALUE&max_batch=32
+                      &max_wait_ms=5&max_restarts=3&timeout=60&per_node=0&detached=1&namespace=rllib_paper]
 
 e.g. ``actor:groot:tcp://10.0.0.5:5555?config=arm0_dualcam#num_gpus=0`` or, on a GPU node,
-``actor:groot-local:/models/paper_return?config=arm0_dualcam#num_gpus=1,resource=groot``.
+``actor:groot-local:/models/paper_return?config=arm0_dualcam#num_gpus=1&resource=groot``.
 ``resource=R`` needs one unit of a custom resource (a node started with ``--resources``);
 ``label=KEY=VALUE[;KEY=VALUE]`` is a Ray label selector (a node started with ``--labels``).
 The default name is derived from the inner spec, so every env with the same spec shares
@@ -29,7 +29,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Any
@@ -38,9 +38,13 @@ import numpy as np
 import ray
 
 from rllib_paper.config import ConfigError, EnvConfig, coerce_env_config
-from rllib_paper.policies import groot as _groot  # noqa: F401  (registers the groot specs in the actor process)
-from rllib_paper.policies.base import BasePolicyUnavailable, make_base_policy
+from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable
 from rllib_paper.policies.sessions import EPISODE_KEY, SessionPool
+from rllib_paper.policies.spec import PolicySpec, parse_number, parse_policy_spec
+
+# Builds the served policy from its spec inside the actor (the registry's make_base_policy,
+# handed in so that this module does not import the registry that lists it).
+InnerBuilder = Callable[[str, EnvConfig], BasePolicy]
 
 
 class BasePolicyError(BasePolicyUnavailable):
@@ -88,39 +92,33 @@ class ActorOptions:
         return selector
 
     @classmethod
-    def parse(cls, text: str) -> ActorOptions:
-        if not text:
-            return cls()
-        types = {f.name: f.type for f in fields(cls)}
+    def from_spec(cls, spec: PolicySpec) -> ActorOptions:
+        types = {f.name: str(f.type) for f in fields(cls)}
         kwargs: dict[str, Any] = {}
-        for item in text.split(","):
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep or key not in types:
-                raise ConfigError(f"actor option {item!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
+        for key, value in spec.options:
+            if key not in types:
+                raise spec.error(f"unknown actor option {key!r}; allowed: {sorted(types)}")
             kind = types[key]
-            try:
-                if "bool" in str(kind):
-                    kwargs[key] = value.strip().lower() in ("1", "true", "yes")
-                elif "int" in str(kind):
-                    kwargs[key] = int(value)
-                elif "float" in str(kind):
-                    kwargs[key] = float(value)
-                else:
-                    kwargs[key] = value.strip() or None
-            except ValueError:
-                raise ConfigError(f"actor option {key}={value!r}: expected a {kind}") from None
+            if "bool" in kind:
+                kwargs[key] = value.strip().lower() in ("1", "true", "yes")
+            elif "int" in kind:
+                kwargs[key] = parse_number(spec, key, value, int)
+            elif "float" in kind:
+                kwargs[key] = parse_number(spec, key, value)
+            else:
+                kwargs[key] = value.strip() or None
         return cls(**kwargs)
 
 
-def parse_actor_spec(spec: str) -> tuple[str, ActorOptions]:
-    if not spec.startswith("actor:") or len(spec) <= len("actor:"):
-        raise ConfigError(f"residual.base_policy={spec!r}: expected 'actor:INNER_SPEC[#options]'")
-    body = spec[len("actor:") :]
-    inner, _, options = body.rpartition("#") if "#" in body else (body, "", "")
-    if inner.startswith("actor:"):
-        raise ConfigError(f"residual.base_policy={spec!r}: an actor cannot serve another actor")
-    return inner, ActorOptions.parse(options)
+def parse_actor_spec(text: str | PolicySpec) -> tuple[str, ActorOptions]:
+    spec = text if isinstance(text, PolicySpec) else parse_policy_spec(text)
+    if spec.kind != "actor" or spec.inner is None:
+        raise spec.error("expected 'actor:INNER_SPEC[#KEY=VALUE&...]'")
+    return spec.inner.text, ActorOptions.from_spec(spec)
+
+
+def resolve_actor(spec: PolicySpec) -> dict[str, Any]:
+    return dataclasses.asdict(parse_actor_spec(spec)[1])
 
 
 def default_actor_name(inner_spec: str) -> str:
@@ -130,11 +128,12 @@ def default_actor_name(inner_spec: str) -> str:
 class _BasePolicyActorImpl:
     """The actor body (an async actor: requests queue up while the model runs)."""
 
-    def __init__(self, spec: str, env_config: Mapping[str, Any], max_batch: int, max_wait_ms: float) -> None:
+    def __init__(
+        self, spec: str, env_config: Mapping[str, Any], max_batch: int, max_wait_ms: float, build: InnerBuilder
+    ) -> None:
         config = coerce_env_config(dict(env_config))
-        config = coerce_env_config(config, residual={**dataclasses.asdict(config.residual), "base_policy": spec})
         self.spec = spec
-        self.pool = SessionPool(lambda: make_base_policy(spec, config))
+        self.pool = SessionPool(lambda: build(spec, config))
         self.max_batch = int(max_batch)
         self.max_wait_s = float(max_wait_ms) / 1000.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="base-policy")
@@ -242,7 +241,9 @@ class _BasePolicyActorImpl:
 BasePolicyActor = ray.remote(_BasePolicyActorImpl)
 
 
-def get_or_create_actor(inner_spec: str, options: ActorOptions, env_config: EnvConfig | None = None):
+def get_or_create_actor(
+    inner_spec: str, options: ActorOptions, env_config: EnvConfig | None, build_inner: InnerBuilder
+):
     """The named actor for ``inner_spec``, created (once, cluster-wide) if it does not exist."""
     if not ray.is_initialized():
         ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR")
@@ -270,18 +271,21 @@ def get_or_create_actor(inner_spec: str, options: ActorOptions, env_config: EnvC
         ray_options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=True)
     config = (env_config or EnvConfig()).to_dict()
     return BasePolicyActor.options(name=name, **ray_options).remote(
-        inner_spec, config, options.max_batch, options.max_wait_ms
+        inner_spec, config, options.max_batch, options.max_wait_ms, build_inner
     )
 
 
 class ActorBasePolicy:
     """Env-side proxy: renders what the served policy needs here, sends it to the actor."""
 
-    def __init__(self, inner_spec: str, options: ActorOptions, env_config: EnvConfig | None = None) -> None:
+    def __init__(
+        self, inner_spec: str, options: ActorOptions, env_config: EnvConfig | None, build_inner: InnerBuilder
+    ) -> None:
         self.inner_spec = inner_spec
         self.options = options
         self.env_config = env_config
-        self.handle = get_or_create_actor(inner_spec, options, env_config)
+        self.build_inner = build_inner
+        self.handle = get_or_create_actor(inner_spec, options, env_config, build_inner)
         try:
             info = ray.get(self.handle.info.remote(), timeout=options.timeout)
         except Exception as exc:
@@ -307,7 +311,7 @@ class ActorBasePolicy:
 
     def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
         if self._stale:  # the actor died for good last time: find or create it again
-            self.handle = get_or_create_actor(self.inner_spec, self.options, self.env_config)
+            self.handle = get_or_create_actor(self.inner_spec, self.options, self.env_config, self.build_inner)
             self._stale = False
         obs = {k: np.asarray(v) for k, v in observations.items()}
         obs[EPISODE_KEY] = np.full(len(obs["state"]), self._episode, dtype=np.int64)
@@ -345,6 +349,6 @@ def _short(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def make_actor_policy(spec: str, config: EnvConfig | None = None) -> ActorBasePolicy:
+def make_actor_policy(spec: str | PolicySpec, config: EnvConfig | None, build_inner: InnerBuilder) -> ActorBasePolicy:
     inner, options = parse_actor_spec(spec)
-    return ActorBasePolicy(inner, options, config)
+    return ActorBasePolicy(inner, options, config, build_inner)

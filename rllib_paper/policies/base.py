@@ -13,13 +13,10 @@ axis, so camera frames or other inputs can be added without changing the signatu
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from rllib_paper.config import ConfigError, EnvConfig
 
 
 class BasePolicyUnavailable(RuntimeError):
@@ -61,31 +58,6 @@ class ZeroBasePolicy:
         return target[:, None, :].copy()
 
 
-PolicyFactory = Callable[[EnvConfig], BasePolicy]
-_REGISTRY: dict[str, PolicyFactory] = {"zero": lambda config: ZeroBasePolicy()}
-
-
-def register_base_policy(name: str, factory: PolicyFactory) -> None:
-    """Make ``name`` usable as a base-policy spec (config ``residual.base_policy``)."""
-    _REGISTRY[name] = factory
-
-
-def available_base_policies() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def make_base_policy(spec: str, config: EnvConfig) -> BasePolicy:
-    # "name", "name:target?options" (groot, actor) or "name?options" (scripted?drag_speed=0.12)
-    name = spec.split(":", 1)[0].split("?", 1)[0]
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"residual.base_policy={spec!r}: allowed values are {available_base_policies()}") from None
-    if config.residual.base_policy != spec:  # factories read their options from the spec in the config
-        config = dataclasses.replace(config, residual=dataclasses.replace(config.residual, base_policy=spec))
-    return factory(config)
-
-
 def validate_chunk(chunk: Any, batch: int, policy: object) -> np.ndarray:
     """Check a policy's output once, with an error that names the policy and the shape."""
     array = np.asarray(chunk, dtype=np.float64)
@@ -112,12 +84,3 @@ class ConstantTargetPolicy:
         chunk = np.empty((len(observations["state"]), 1, 6))
         chunk[:] = self.target  # plain assignment: np.broadcast_to's Python wrapper costs more
         return chunk
-
-
-def _scripted_factory(config: EnvConfig) -> BasePolicy:
-    from rllib_paper.policies.scripted import ScriptedPusher, pusher_params_from_spec
-
-    return ScriptedPusher(config, pusher_params_from_spec(config.residual.base_policy))
-
-
-register_base_policy("scripted", _scripted_factory)

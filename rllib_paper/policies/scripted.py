@@ -21,15 +21,17 @@ and travels between strokes at a hover height above the table.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from urllib.parse import parse_qsl
+from typing import Any
 
 import numpy as np
 
 from rllib_paper.config import ConfigError, EnvConfig
+from rllib_paper.policies.spec import PolicySpec, parse_number
 from rllib_paper.sim.kinematics import ARM_JOINTS, FingertipIK
 from rllib_paper.sim.scene import build_kinematic_model
 from rllib_paper.sim.task import FrameGeometry, quat_to_yaw, wrap_angle, wrap_half_turn
@@ -80,29 +82,36 @@ class PusherParams:
             value = getattr(self, f.name)
             if f.name in _SIGNED_PARAMS:
                 continue
-            if not isinstance(value, (int, float)) or value < 0:
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"pusher.{f.name}={value!r}: expected a finite number")
+            if value < 0:
                 raise ConfigError(f"pusher.{f.name}={value!r}: allowed range is [0, inf)")
 
 
 _SIGNED_PARAMS = {"ahead_bias", "steer_gain"}
 
 
-def pusher_params_from_spec(spec: str) -> PusherParams:
+def pusher_params(spec: PolicySpec) -> PusherParams:
     """``scripted`` or ``scripted?drag_speed=0.12&hover_height=0.03``: PusherParams overrides
     in the policy spec, so eval, train and Tune can vary the base without code edits."""
-    name, _, query = spec.partition("?")
-    if name != "scripted":
-        raise ConfigError(f"residual.base_policy={spec!r}: expected 'scripted' or 'scripted?key=value&...'")
+    if spec.target:
+        raise spec.error("the pusher takes no target; write 'scripted' or 'scripted?key=value&...'")
     allowed = {f.name: f.type for f in fields(PusherParams)}
     overrides: dict[str, float | int] = {}
-    for key, text in parse_qsl(query, keep_blank_values=True):
+    for key, text in spec.options:
         if key not in allowed:
-            raise ConfigError(f"pusher.{key}: unknown parameter in {spec!r}; allowed: {sorted(allowed)}")
-        try:
-            overrides[key] = int(text) if allowed[key] in (int, "int") else float(text)
-        except ValueError:
-            raise ConfigError(f"pusher.{key}={text!r}: expected a number (in {spec!r})") from None
+            raise spec.error(f"pusher.{key}: unknown parameter; allowed: {sorted(allowed)}")
+        overrides[key] = parse_number(spec, f"pusher.{key}", text, int if allowed[key] in (int, "int") else float)
     return PusherParams(**overrides)
+
+
+def make_scripted(spec: PolicySpec, config: EnvConfig) -> ScriptedPusher:
+    return ScriptedPusher(config, pusher_params(spec))
+
+
+def resolve_scripted(spec: PolicySpec) -> dict[str, Any]:
+    """Every pusher parameter at its value: a later change of a default changes this record."""
+    return dataclasses.asdict(pusher_params(spec))
 
 
 class Phase(Enum):

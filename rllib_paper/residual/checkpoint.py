@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from rllib_paper.config import ConfigError
 
 ENV_SNAPSHOT = "rllib_paper_env.json"
 MODULE_SUBDIRS = ("learner_group/learner/rl_module/default_policy", "rl_module/default_policy", "")
@@ -33,23 +37,53 @@ def find_module_dir(checkpoint: str | Path) -> Path:
     )
 
 
-def checkpoint_env_config(checkpoint: str | Path) -> dict | None:
-    """The env config a checkpoint was trained with (written by `rllib-paper train`), or None.
+@dataclass(frozen=True)
+class TrainedEnv:
+    """What a checkpoint's residual corrects and in which env: read from ``rllib_paper_env.json``.
 
-    The residual's meaning depends on alpha, scale and the base policy it corrects, so an
-    evaluation must use the same ones; this lets it read them instead of trusting flags.
+    ``env`` is the EnvConfig as a mapping; ``base_policy`` the base fully resolved
+    (``policies.registry.resolve_base_policy``: every parameter at its value); ``code`` the
+    package version and commit that trained it.
+    """
+
+    env: dict[str, Any]
+    base_policy: dict[str, Any]
+    code: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"env": self.env, "base_policy": self.base_policy, "code": self.code}
+
+
+def write_trained_env(directory: str | Path, trained: TrainedEnv) -> Path:
+    from rllib_paper.runtime.files import dump_json
+
+    return dump_json(trained.to_dict(), Path(directory) / ENV_SNAPSHOT)
+
+
+def read_trained_env(checkpoint: str | Path) -> TrainedEnv | None:
+    """The env and base a checkpoint was trained with (written by `rllib-paper train`), or None.
+
+    The residual's meaning depends on alpha, scale and the exact base policy it corrects, so
+    an evaluation starts from these instead of trusting flags. Accepts a checkpoint directory,
+    a file or folder inside one, or a run directory (its latest checkpoint).
     """
     from rllib_paper.runtime.storage import local_copy
 
     path = local_copy(checkpoint).resolve()
     for candidate in (path, *list(path.parents)[:4]):
+        pointer = candidate / "checkpoints" / "latest.json"
+        if pointer.is_file():  # a run directory
+            candidate = candidate / "checkpoints" / json.loads(pointer.read_text(encoding="utf-8"))["name"]
         snapshot = candidate / ENV_SNAPSHOT
         if snapshot.is_file():
-            return json.loads(snapshot.read_text(encoding="utf-8"))
-        if (candidate / "config.yaml").is_file() and (candidate / "checkpoints").is_dir():  # a run directory
-            from rllib_paper.training.config import load_train_config
-
-            return load_train_config(candidate / "config.yaml").env.env_config().to_dict()
+            try:
+                data = json.loads(snapshot.read_text(encoding="utf-8"))
+                return TrainedEnv(env=data["env"], base_policy=data["base_policy"], code=data.get("code", {}))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"{snapshot}: not a checkpoint env record ({type(exc).__name__}: {exc}); "
+                    "it should hold env, base_policy and code as `rllib-paper train` writes them"
+                ) from None
     return None
 
 

@@ -16,7 +16,15 @@ from typing import Any
 
 import yaml
 
-from rllib_paper.config import DR_PRESETS, ConfigError, EnvConfig, _check_range, coerce_env_config, dr_preset, from_dict
+from rllib_paper.config import (
+    ConfigError,
+    EnvConfig,
+    ResidualConfig,
+    _check_range,
+    apply_overrides,
+    dr_preset,
+    from_dict,
+)
 from rllib_paper.resources import shipped_dir
 
 
@@ -26,42 +34,17 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None
         raise ConfigError(f"{name}={value!r}: allowed range is [{low}, {hi}] integers")
 
 
-@dataclass(frozen=True)
-class EnvSection:
-    """The task side of a run: DR preset, base policy, residual gain, reward weights.
+def _merge(default: Any, value: Any) -> Any:
+    """``value`` over ``default`` for one env section: a mapping keeps the defaults it does not set
+    (a preset name, or ``{preset: ...}``, replaces the randomization section as a whole)."""
+    if isinstance(default, Mapping) and isinstance(value, Mapping) and "preset" not in value:
+        return {**default, **value}
+    return value
 
-    ``overrides`` holds any further EnvConfig sections (physics, task) as a mapping, so every
-    env number stays configurable from YAML without a second copy of its schema here.
-    """
 
-    dr: str = "phase2"
-    # Ranges that replace the preset's, e.g. {"paper_x": [0.2, 0.3]} (what DR sweeps vary).
-    randomization: dict[str, Any] = field(default_factory=dict)
-    base_policy: str = "scripted"
-    alpha: float = 0.7
-    scale: float = 0.02
-    reward: dict[str, float] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.dr not in DR_PRESETS:
-            raise ConfigError(f"env.dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
-        _check_range("env.alpha", self.alpha, 0.0, 1.0)
-        _check_range("env.scale", self.scale, 0.0, 1.0)
-        for key in ("reward", "residual", "randomization"):
-            if key in self.overrides:
-                raise ConfigError(
-                    f"env.overrides.{key}: set it with env.dr, env.randomization, env.alpha, env.scale, env.reward"
-                )
-        self.env_config()  # validates every env number now, not inside a worker
-
-    def env_config(self) -> EnvConfig:
-        return coerce_env_config(
-            dict(self.overrides),
-            randomization={**dataclasses.asdict(dr_preset(self.dr)), **dict(self.randomization)},
-            residual={"alpha": self.alpha, "scale": self.scale, "base_policy": self.base_policy},
-            reward=dict(self.reward),
-        )
+def default_train_env() -> EnvConfig:
+    """A run's env unless its YAML says otherwise: phase-2 DR over the scripted pusher."""
+    return EnvConfig(randomization=dr_preset("phase2"), residual=ResidualConfig(base_policy="scripted"))
 
 
 @dataclass(frozen=True)
@@ -190,7 +173,7 @@ class StopSection:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    env: EnvSection = field(default_factory=EnvSection)
+    env: EnvConfig = field(default_factory=default_train_env)  # the same schema as every command's env
     ppo: PPOSection = field(default_factory=PPOSection)
     env_runners: EnvRunnersSection = field(default_factory=EnvRunnersSection)
     learners: LearnersSection = field(default_factory=LearnersSection)
@@ -207,42 +190,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> TrainConfig:
-        return from_dict(cls, dict(data or {}))
+        """From YAML: the ``env`` section is laid over the run defaults (``default_train_env``)."""
+        data = dict(data or {})
+        env = data.get("env", {})
+        if isinstance(env, Mapping):
+            defaults = default_train_env().to_dict()
+            data["env"] = {**defaults, **{k: _merge(defaults.get(k), v) for k, v in env.items()}}
+        return from_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _parse_value(text: str) -> Any:
-    """`--set` values are YAML scalars or lists: 3e-4, true, [64, 64], phase1."""
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"cannot parse value {text!r}: {exc}") from None
-    if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string; users mean a number
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def apply_overrides(data: Mapping[str, Any], assignments: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` assignments to a nested mapping (unknown keys fail later, named)."""
-    result: dict[str, Any] = yaml.safe_load(yaml.safe_dump(dict(data))) or {}
-    for item in assignments:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. ppo.lr=1e-4")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = result
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {key}: {part} is a value, not a section")
-            node = child
-        node[parts[-1]] = _parse_value(text)
-    return result
 
 
 PACKAGED_CONFIGS = shipped_dir("configs")

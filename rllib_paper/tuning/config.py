@@ -32,7 +32,7 @@ import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ class SweepConfig:
             raise ConfigError(f"mode={self.mode!r}: allowed values are ['max', 'min']")
         _check_int("num_samples", self.num_samples, 1)
         _check_int("max_concurrent_trials", self.max_concurrent_trials, 0)
-        from rllib_paper.training.loop import METRIC_COLUMNS
+        from rllib_paper.training.metrics import METRIC_COLUMNS
 
         if self.metric not in METRIC_COLUMNS:
             raise ConfigError(f"metric={self.metric!r}: allowed metrics are {sorted(METRIC_COLUMNS)}")
@@ -218,8 +218,9 @@ class SweepConfig:
         return dataclasses.asdict(self)
 
 
-def load_sweep_config(path: str | Path) -> SweepConfig:
-    from rllib_paper.config import from_dict
+def load_sweep_config(path: str | Path, assignments: Sequence[str] = ()) -> SweepConfig:
+    """A sweep file (or shipped sweep name); ``assignments`` (``--set k=v``) join its ``set:``."""
+    from rllib_paper.config import from_dict, parse_value
 
     path = Path(path)
     if not path.is_file():
@@ -231,4 +232,12 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
+    fixed = dict(data.get("set") or {})
+    for item in assignments:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. env.task.max_steps=60")
+        key, text = item.split("=", 1)
+        fixed[key.strip()] = parse_value(text)
+    if fixed:
+        data["set"] = fixed
     return from_dict(SweepConfig, data)

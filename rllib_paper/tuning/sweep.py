@@ -9,13 +9,14 @@ ones continue from their last checkpoint.
 
 At the end: ``DIR/trials.{parquet,csv,md}`` (one row per trial, sorted by the metric, with
 every sampled parameter) and the best trial's final checkpoint evaluated by the distributed
-evaluation on held-out seeds into ``DIR/best_eval/``; ``DIR/sweep.json`` ties them together.
+evaluation on held-out seeds into ``DIR/best_eval/TRIAL_ID/``; ``DIR/sweep.json`` ties them together.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,16 +199,15 @@ def _write_tables(table: pd.DataFrame, out: Path) -> None:
 
 def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str, Any]:
     """A trial's last checkpoint (fetched from the Tune storage, local or cloud) on held-out seeds."""
-    from rllib_paper.evaluation.distributed import EvalConfig, evaluate
+    from rllib_paper.evaluation.distributed import EvalConfig, evaluate, trained_env_config
 
     checkpoint = tune_checkpoint.to_directory(str(out / "checkpoint"))
     report = evaluate(
         EvalConfig(
-            policy=config.base_train_config().env.base_policy,
+            env=trained_env_config(str(checkpoint), config.eval.dr),
             checkpoint=str(checkpoint),
             episodes=config.eval.episodes,
             seed=config.eval.seed,
-            dr=config.eval.dr,
             workers=config.eval.workers,
             out=str(out),
             resume=True,
@@ -257,7 +257,9 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
             eval_dir = out / "trial_evals" / best["trial_id"]
             success = trial_evals.get(best["trial_id"])  # evaluated above on the same seeds
             if success is None:
-                eval_dir = out / "best_eval"
+                # One directory per trial: a resumed sweep whose best trial changed evaluates the new
+                # best afresh instead of resuming the shards of the old one.
+                eval_dir = out / "best_eval" / best["trial_id"]
                 success = _evaluate_trial(config, checkpoints[best["trial_id"]], eval_dir)
             summary["best_eval"] = {
                 "trial_id": best["trial_id"],
@@ -272,10 +274,10 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     return summary
 
 
-def tune_main(path: str, out: str, resume: bool, storage: str | None) -> int:
+def tune_main(path: str, out: str, resume: bool, storage: str | None, assignments: Sequence[str] = ()) -> int:
     from rllib_paper.tuning.config import load_sweep_config
 
-    config = load_sweep_config(path)
+    config = load_sweep_config(path, assignments)
     summary = run_sweep(config, out, resume=resume, storage=storage)
     table = pd.read_csv(Path(out) / "trials.csv")
     print(table.drop(columns=["run_dir"]).to_string(index=False))

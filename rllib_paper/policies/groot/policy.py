@@ -16,12 +16,13 @@ model gets exactly its modality keys). Percent-encode spaces in ``task`` (``%20`
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from rllib_paper.policies.groot.config import GrootMappingConfig, load_mapping
 from rllib_paper.policies.groot.mapping import GrootMapping, frame_key
 from rllib_paper.policies.groot.render import EnvFrames
 from rllib_paper.policies.sessions import EPISODE_KEY
+from rllib_paper.policies.spec import PolicySpec, parse_policy_spec
 
 SERVER_KEYS = ("config", "token", "timeout", "horizon", "sim_state", "task", "batched")
 LOCAL_KEYS = ("config", "device", "denoising_steps", "data_config", "embodiment", "horizon", "task")
@@ -51,15 +53,14 @@ class GrootSpec:
         return float(self.options.get("timeout", 10.0))
 
 
-def parse_groot_spec(spec: str) -> GrootSpec:
-    kind, sep, rest = spec.partition(":")
-    if not sep or kind not in ("groot", "groot-local") or not rest:
+def parse_groot_spec(text: str | PolicySpec) -> GrootSpec:
+    parsed = text if isinstance(text, PolicySpec) else parse_policy_spec(text)
+    spec, kind, target, options = parsed.text, parsed.kind, parsed.target, parsed.option_dict()
+    if kind not in ("groot", "groot-local") or not target:
         raise ConfigError(
             f"residual.base_policy={spec!r}: expected 'groot:tcp://HOST:PORT?config=MAPPING' or "
             "'groot-local:/path/to/model?config=MAPPING'"
         )
-    target, _, query = rest.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False))
     allowed = SERVER_KEYS if kind == "groot" else LOCAL_KEYS
     unknown = sorted(set(options) - set(allowed))
     if unknown:
@@ -86,7 +87,7 @@ def parse_groot_spec(spec: str) -> GrootSpec:
             timeout = float(options["timeout"])
         except ValueError:
             timeout = -1.0
-        if not 0 < timeout <= 3600:
+        if not 0 < timeout <= 3600:  # NaN fails this too
             raise ConfigError(f"residual.base_policy={spec!r}: timeout={options['timeout']!r}: allowed range (0, 3600]")
     return GrootSpec(kind=kind, target=target, mapping=mapping, options=options)
 
@@ -194,7 +195,28 @@ class GrootBasePolicy:
         return np.stack(rows)
 
 
-def make_groot_policy(spec: str, config: EnvConfig | None = None) -> GrootBasePolicy:
+def _batched(parsed: GrootSpec) -> bool:
+    return parsed.options.get("batched", "1") not in ("0", "false", "no")
+
+
+def make_groot_policy(spec: str | PolicySpec, config: EnvConfig | None = None) -> GrootBasePolicy:
     parsed = parse_groot_spec(spec)
-    batched = parsed.options.get("batched", "1") not in ("0", "false", "no")
-    return GrootBasePolicy(parsed.mapping, make_backend(parsed), batched_requests=batched)
+    return GrootBasePolicy(parsed.mapping, make_backend(parsed), batched_requests=_batched(parsed))
+
+
+def resolve_groot(spec: str | PolicySpec) -> dict[str, Any]:
+    """The model, the whole mapping (keys, units, cameras, horizons) and the request settings.
+
+    The token is left out: it guards the server, it does not change the policy, and a
+    checkpoint's record must hold no secret.
+    """
+    parsed = parse_groot_spec(spec)
+    options = {k: v for k, v in parsed.options.items() if k not in ("token", "config")}
+    return {
+        "kind": parsed.kind,
+        "target": parsed.target,
+        "mapping": dataclasses.asdict(parsed.mapping),
+        "batched": _batched(parsed),
+        "timeout_s": parsed.timeout_s,
+        "options": dict(sorted(options.items())),
+    }

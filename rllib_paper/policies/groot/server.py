@@ -31,10 +31,11 @@ import zmq
 
 from rllib_paper.config import EnvConfig
 from rllib_paper.envs.paper_env import OBS_DIM
-from rllib_paper.policies.base import BasePolicy, make_base_policy
+from rllib_paper.policies.base import BasePolicy
 from rllib_paper.policies.groot import wire
 from rllib_paper.policies.groot.config import GrootMappingConfig
 from rllib_paper.policies.groot.mapping import GrootMapping, frame_key
+from rllib_paper.policies.registry import make_base_policy
 from rllib_paper.policies.sessions import SessionPool
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def _encode_reply(reply: Any) -> bytes:
 
 
 def serve_main(
-    policy: str,
+    env: EnvConfig,
     host: str = "127.0.0.1",
     port: int = 5555,
     api_token: str | None = None,
@@ -214,7 +215,10 @@ def serve_main(
     config = load_mapping(mapping)
     if sim_state_key and config.sim_state_key is None:
         config = config.replace(sim_state_key=sim_state_key)
-    server = PolicyServer(policy, config, host=host, port=port, api_token=api_token, latency_ms=latency_ms)
+    policy = env.residual.base_policy
+    server = PolicyServer(
+        policy, config, env_config=env, host=host, port=port, api_token=api_token, latency_ms=latency_ms
+    )
     bound = server.bind()
     guard = "token required" if api_token else "no token"
     print(
