@@ -13,6 +13,7 @@ from rllib_paper.config import DR_PRESETS, EnvConfig, TaskConfig
 from rllib_paper.envs.paper_env import PaperSquareEnv
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.policies.base import ConstantTargetPolicy
+from rllib_paper.sim.observation import BASE_ACTION, QPOS, RESIDUAL_OBS_DIM, SHEET_XY
 
 
 @pytest.mark.parametrize("env_id", [rllib_paper.PAPER_ENV_ID, rllib_paper.RESIDUAL_ENV_ID])
@@ -27,7 +28,7 @@ def test_gym_make_accepts_sections():
     assert env.unwrapped.config.residual.alpha == 0.5
     assert env.unwrapped.config.randomization == DR_PRESETS["phase1"]
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (31,) and obs.dtype == np.float32
+    assert obs.shape == (RESIDUAL_OBS_DIM,) and obs.dtype == np.float32
 
 
 def _trajectory(env_cls, seed, steps=60, action_seed=123):
@@ -80,14 +81,14 @@ def test_different_seeds_draw_different_dr_and_apply_it():
     assert model.body_mass[ids.paper_body] == pytest.approx(0.005 * info["dr"]["paper_mass_scale"])
     assert model.geom_friction[ids.paper_geom, 0] == pytest.approx(0.6 * info["dr"]["paper_friction_scale"])
     assert model.geom_friction[ids.table_geoms, 0] == pytest.approx(0.3 * info["dr"]["table_friction_scale"])
-    paper = env.state[12:14]
+    paper = env.state[SHEET_XY]
     assert paper == pytest.approx([info["dr"]["paper_x"], info["dr"]["paper_y"]], abs=2e-3)
 
 
 def test_zero_residual_commands_exactly_the_base_targets():
     env = ResidualPaperEnv(EnvConfig(randomization=DR_PRESETS["phase1"]))
     obs, info = env.reset(seed=5)
-    assert np.array_equal(obs[25:], info["base_target"].astype(np.float32))
+    assert np.array_equal(obs[BASE_ACTION], info["base_target"].astype(np.float32))
     for _ in range(20):
         base = env.base_target.copy()
         env.step(np.zeros(6, dtype=np.float32))
@@ -110,13 +111,13 @@ def test_zero_base_holds_target_without_sagging():
     """'Zero' holds the home target: after 400 steps the arm is where it started."""
     env = ResidualPaperEnv(EnvConfig(randomization=DR_PRESETS["none"]))
     obs, _ = env.reset(seed=0)
-    start = obs[:6].copy()
+    start = obs[QPOS].copy()
     for _ in range(400):
         obs, _, terminated, truncated, _ = env.step(np.zeros(6, dtype=np.float32))
         if terminated or truncated:
             break
     assert truncated and not terminated
-    assert np.abs(obs[:6] - start).max() < 0.01
+    assert np.abs(obs[QPOS] - start).max() < 0.01
     assert np.array_equal(env.base_target, np.asarray(TaskConfig().home_qpos))
 
 

@@ -10,6 +10,7 @@ from rllib_paper.bench.env import press_target
 from rllib_paper.config import DR_PRESETS, EnvConfig, PhysicsConfig, TaskConfig
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.policies.base import ConstantTargetPolicy
+from rllib_paper.sim.observation import FINGERTIP, SHEET_XY
 from rllib_paper.sim.scene import SceneIds, build_model
 
 
@@ -105,7 +106,7 @@ def test_fingertip_pressed_on_paper_and_moved_drags_it():
     zero = np.zeros(6, dtype=np.float32)
     for _ in range(45):
         env.step(zero)
-    start = env.env.state[12:14].copy()
+    start = env.env.state[SHEET_XY].copy()
     # Pressing with the fingertip still on the sheet must not move it much.
     assert np.linalg.norm(start - np.array([0.30, 0.0])) < 0.01
     # Now drag the fingertip 6 cm toward the robot while keeping it pressed.
@@ -114,10 +115,10 @@ def test_fingertip_pressed_on_paper_and_moved_drags_it():
         env.step(zero)
     for _ in range(15):
         env.step(zero)
-    moved = env.env.state[12:14] - start
+    moved = env.env.state[SHEET_XY] - start
     assert moved[0] < -0.04, f"sheet moved only {moved * 100} cm while dragged 6 cm"
     assert abs(moved[1]) < 0.02
-    tip = env.env.state[22:25]
+    tip = env.env.state[FINGERTIP]
     assert tip[2] > -1e-3, "fingertip went through the table"
 
 

@@ -25,6 +25,7 @@ from rllib_paper.config import DR_PRESETS, EnvConfig, TaskConfig
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.policies.base import ConstantTargetPolicy
 from rllib_paper.sim.kinematics import FingertipIK
+from rllib_paper.sim.observation import SHEET_XY
 
 PRESS_DEPTH = 0.004  # fingertip target this far below the sheet's top: a firm press
 
@@ -44,7 +45,7 @@ def make_pressing_env(max_steps: int = 10**9) -> tuple[ResidualPaperEnv, mujoco.
     config = EnvConfig(task=replace(TaskConfig(), max_steps=max_steps), randomization=DR_PRESETS["none"])
     env = ResidualPaperEnv(config)
     env.reset(seed=0)
-    paper_xy = env.env.state[12:14].copy()
+    paper_xy = env.env.state[SHEET_XY].copy()
     env.base_policy = ConstantTargetPolicy(press_target(env, paper_xy))
     env.reset(seed=0)
     for _ in range(60):  # ~2 s: reach down and settle on the sheet

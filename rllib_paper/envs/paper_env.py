@@ -19,11 +19,21 @@ import mujoco
 import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
+from rllib_paper.sim.observation import (
+    FINGERTIP,
+    GOAL_VEC,
+    OBS_DIM,
+    QPOS,
+    QVEL,
+    SHEET_POS,
+    SHEET_POSE,
+    SHEET_QUAT,
+    SHEET_XY,
+)
 from rllib_paper.sim.randomize import EpisodeDraw, sample_episode
 from rllib_paper.sim.scene import SceneIds, build_model
 from rllib_paper.sim.task import FrameGeometry, quat_to_yaw
 
-OBS_DIM = 25
 REWARD_TERMS = ("success", "distance", "orientation", "residual", "time")
 REWARD_INFO_KEYS = {term: f"reward_{term}" for term in REWARD_TERMS}  # info keys, built once, read every step
 _INSTABILITY_WARNINGS = (
@@ -41,8 +51,41 @@ def _as_slice(indices: np.ndarray) -> slice | np.ndarray:
 
 
 class PaperSquareEnv(gym.Env):
-    """Observation (25, float32): qpos(6), qvel(6), paper pos(3) + quat(4), goal vector(3),
-    fingertip pos(3). Reward: the seed's weighted terms, each also in ``info``."""
+    """Push the A5 sheet into the taped frame; the action is six absolute joint targets (rad).
+
+    Observation (25, float32; ``state`` holds it in float64), laid out in ``sim/observation.py``.
+    Positions are in the world frame: the robot base on the table top, +x forward, +z up.
+
+    | index | meaning                                    | unit                     |
+    |-------|--------------------------------------------|--------------------------|
+    | 0     | shoulder_pan joint angle                   | angle (rad)              |
+    | 1     | shoulder_lift joint angle                  | angle (rad)              |
+    | 2     | elbow_flex joint angle                     | angle (rad)              |
+    | 3     | wrist_flex joint angle                     | angle (rad)              |
+    | 4     | wrist_roll joint angle                     | angle (rad)              |
+    | 5     | gripper joint angle                        | angle (rad)              |
+    | 6     | shoulder_pan joint velocity                | angular velocity (rad/s) |
+    | 7     | shoulder_lift joint velocity               | angular velocity (rad/s) |
+    | 8     | elbow_flex joint velocity                  | angular velocity (rad/s) |
+    | 9     | wrist_flex joint velocity                  | angular velocity (rad/s) |
+    | 10    | wrist_roll joint velocity                  | angular velocity (rad/s) |
+    | 11    | gripper joint velocity                     | angular velocity (rad/s) |
+    | 12    | sheet centre x                             | position (m)             |
+    | 13    | sheet centre y                             | position (m)             |
+    | 14    | sheet centre z                             | position (m)             |
+    | 15    | sheet orientation quaternion w             | unitless                 |
+    | 16    | sheet orientation quaternion x             | unitless                 |
+    | 17    | sheet orientation quaternion y             | unitless                 |
+    | 18    | sheet orientation quaternion z             | unitless                 |
+    | 19    | goal vector x: frame centre - sheet centre | position (m)             |
+    | 20    | goal vector y: frame centre - sheet centre | position (m)             |
+    | 21    | goal vector z: frame centre - sheet centre | position (m)             |
+    | 22    | fingertip site x                           | position (m)             |
+    | 23    | fingertip site y                           | position (m)             |
+    | 24    | fingertip site z                           | position (m)             |
+
+    Reward: the seed's weighted terms, each also in ``info``.
+    """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
@@ -96,7 +139,7 @@ class PaperSquareEnv(gym.Env):
     # ------------------------------------------------------------------ properties
     @property
     def state(self) -> np.ndarray:
-        """The latest 25-D observation in float64 (what base policies read)."""
+        """The latest task observation (OBS_DIM values) in float64 (what base policies read)."""
         return self._state
 
     @property
@@ -197,11 +240,11 @@ class PaperSquareEnv(gym.Env):
 
     def _update_state(self) -> None:
         data, state = self.data, self._state
-        state[0:6] = data.qpos[self._qpos]
-        state[6:12] = data.qvel[self._qvel]
-        state[12:19] = data.qpos[self._paper_qpos]
-        state[19:22] = self._goal - state[12:15]
-        state[22:25] = data.site_xpos[self.ids.fingertip_site]
+        state[QPOS] = data.qpos[self._qpos]
+        state[QVEL] = data.qvel[self._qvel]
+        state[SHEET_POSE] = data.qpos[self._paper_qpos]
+        state[GOAL_VEC] = self._goal - state[SHEET_POS]
+        state[FINGERTIP] = data.site_xpos[self.ids.fingertip_site]
 
     def _unstable(self, time_before: float) -> bool:
         """True when the physics diverged during the last control step.
@@ -222,7 +265,7 @@ class PaperSquareEnv(gym.Env):
 
     def _evaluate(self):
         state = self._state
-        return self.frame.evaluate(state[12:14], quat_to_yaw(state[15:19].tolist()), self.paper_size)
+        return self.frame.evaluate(state[SHEET_XY], quat_to_yaw(state[SHEET_QUAT].tolist()), self.paper_size)
 
     def _task_info(self, result, unstable: bool) -> dict[str, Any]:
         return {

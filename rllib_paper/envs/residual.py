@@ -16,28 +16,53 @@ import gymnasium as gym
 import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
-from rllib_paper.envs.paper_env import OBS_DIM, REWARD_INFO_KEYS, REWARD_TERMS, PaperSquareEnv
+from rllib_paper.envs.paper_env import REWARD_INFO_KEYS, REWARD_TERMS, PaperSquareEnv
 from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, validate_chunk
 from rllib_paper.policies.registry import make_base_policy
-
-RESIDUAL_OBS_DIM = OBS_DIM + 6
-
-
-def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float], list[float]]:
-    """A fixed (center, scale) per residual-observation value, for the policy network's input.
-
-    Typical magnitudes, not statistics: joint angles around the home pose in half radians,
-    velocities in 2 rad/s, positions in decimetres around the workspace, quaternions as is.
-    Fixed, so a checkpoint needs no running-filter state (see residual/rl_module.py).
-    """
-    home = list((config or EnvConfig()).task.home_qpos)
-    center = [*home, *[0.0] * 6, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.1, 0.0, 0.0, 0.2, 0.0, 0.05, *home]
-    scale = [*[0.5] * 6, *[2.0] * 6, 0.1, 0.1, 0.01, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.1, 0.1, 0.1, *[0.5] * 6]
-    assert len(center) == len(scale) == RESIDUAL_OBS_DIM
-    return center, scale
+from rllib_paper.sim.observation import BASE_ACTION, OBS_DIM, RESIDUAL_OBS_DIM
 
 
 class ResidualPaperEnv(gym.Env):
+    """A PaperSquareEnv whose action is the residual in [-1, 1]^6 on a base policy's target.
+
+    Observation (31, float32): the PaperSquareEnv observation, then the base target the
+    residual is about to correct, laid out in ``sim/observation.py``:
+
+    | index | meaning                                    | unit                     |
+    |-------|--------------------------------------------|--------------------------|
+    | 0     | shoulder_pan joint angle                   | angle (rad)              |
+    | 1     | shoulder_lift joint angle                  | angle (rad)              |
+    | 2     | elbow_flex joint angle                     | angle (rad)              |
+    | 3     | wrist_flex joint angle                     | angle (rad)              |
+    | 4     | wrist_roll joint angle                     | angle (rad)              |
+    | 5     | gripper joint angle                        | angle (rad)              |
+    | 6     | shoulder_pan joint velocity                | angular velocity (rad/s) |
+    | 7     | shoulder_lift joint velocity               | angular velocity (rad/s) |
+    | 8     | elbow_flex joint velocity                  | angular velocity (rad/s) |
+    | 9     | wrist_flex joint velocity                  | angular velocity (rad/s) |
+    | 10    | wrist_roll joint velocity                  | angular velocity (rad/s) |
+    | 11    | gripper joint velocity                     | angular velocity (rad/s) |
+    | 12    | sheet centre x                             | position (m)             |
+    | 13    | sheet centre y                             | position (m)             |
+    | 14    | sheet centre z                             | position (m)             |
+    | 15    | sheet orientation quaternion w             | unitless                 |
+    | 16    | sheet orientation quaternion x             | unitless                 |
+    | 17    | sheet orientation quaternion y             | unitless                 |
+    | 18    | sheet orientation quaternion z             | unitless                 |
+    | 19    | goal vector x: frame centre - sheet centre | position (m)             |
+    | 20    | goal vector y: frame centre - sheet centre | position (m)             |
+    | 21    | goal vector z: frame centre - sheet centre | position (m)             |
+    | 22    | fingertip site x                           | position (m)             |
+    | 23    | fingertip site y                           | position (m)             |
+    | 24    | fingertip site z                           | position (m)             |
+    | 25    | base policy's shoulder_pan joint target    | angle (rad)              |
+    | 26    | base policy's shoulder_lift joint target   | angle (rad)              |
+    | 27    | base policy's elbow_flex joint target      | angle (rad)              |
+    | 28    | base policy's wrist_flex joint target      | angle (rad)              |
+    | 29    | base policy's wrist_roll joint target      | angle (rad)              |
+    | 30    | base policy's gripper joint target         | angle (rad)              |
+    """
+
     metadata = PaperSquareEnv.metadata
 
     def __init__(
@@ -165,7 +190,7 @@ class ResidualPaperEnv(gym.Env):
 
     def _observation(self, obs: np.ndarray) -> np.ndarray:
         self._obs[:OBS_DIM] = obs
-        self._obs[OBS_DIM:] = self._base_target
+        self._obs[BASE_ACTION] = self._base_target
         return self._obs.copy()
 
 

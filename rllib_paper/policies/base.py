@@ -7,7 +7,7 @@ and the reference client executes 8). ``act`` is batched over environments so on
 call can serve many envs; observations arrive as a dict of arrays with a leading batch
 axis, so camera frames or other inputs can be added without changing the signature:
 
-* ``state``  (B, 25) float64: the PaperSquareEnv observation.
+* ``state``  (B, 25) float64: the PaperSquareEnv observation (layout: ``sim/observation.py``).
 * ``target`` (B, 6) float64: the joint targets the env last commanded.
 """
 

@@ -33,6 +33,7 @@ import numpy as np
 from rllib_paper.config import ConfigError, EnvConfig
 from rllib_paper.policies.spec import PolicySpec, parse_number
 from rllib_paper.sim.kinematics import ARM_JOINTS, FingertipIK
+from rllib_paper.sim.observation import FINGERTIP, GOAL_VEC, SHEET_POS, SHEET_QUAT
 from rllib_paper.sim.scene import build_kinematic_model
 from rllib_paper.sim.task import FrameGeometry, quat_to_yaw, wrap_angle, wrap_half_turn
 
@@ -89,6 +90,11 @@ class PusherParams:
 
 
 _SIGNED_PARAMS = {"ahead_bias", "steer_gain"}
+
+# Indices of the values the planner reads from the tolist()ed observation (sim/observation.py).
+_SHEET_X, _SHEET_Y = SHEET_POS.start, SHEET_POS.start + 1
+_GOAL_X, _GOAL_Y = GOAL_VEC.start, GOAL_VEC.start + 1
+_TIP_X, _TIP_Y, _TIP_Z = range(FINGERTIP.start, FINGERTIP.stop)
 
 
 def pusher_params(spec: PolicySpec) -> PusherParams:
@@ -191,10 +197,10 @@ class ScriptedPusher:
         vector form, so the targets are the same to the bit."""
         p = self.params
         o = obs.tolist()
-        cx, cy = o[12], o[13]
-        yaw = quat_to_yaw(o[15:19])
-        ux, uy = (cx + o[19]) - cx, (cy + o[20]) - cy  # centre -> goal, as goal - centre
-        tx, ty, tz = o[22], o[23], o[24]  # measured fingertip
+        cx, cy = o[_SHEET_X], o[_SHEET_Y]
+        yaw = quat_to_yaw(o[SHEET_QUAT])
+        ux, uy = (cx + o[_GOAL_X]) - cx, (cy + o[_GOAL_Y]) - cy  # centre -> goal, as goal - centre
+        tx, ty, tz = o[_TIP_X], o[_TIP_Y], o[_TIP_Z]  # measured fingertip
         if st.q is None:
             st.q = target.copy()
             st.tip_target = [tx, ty, tz]

@@ -9,7 +9,7 @@ Two changes to ``DefaultPPOTorchRLModule``, both about iteration 0 behaving like
   initialisation gives random mean corrections of order 1, i.e. the full residual range,
   and the first iterations are spent unlearning them.)
 * Observations are standardised by a fixed affine map (``obs_center``, ``obs_scale`` in the
-  model config, from ``envs.residual.observation_normalizer``). Sheet and fingertip
+  model config, from ``sim.observation.observation_normalizer``). Sheet and fingertip
   positions differ by millimetres in metres; unscaled, a tanh network barely sees them. A
   fixed map (not a running filter) lives inside the module, so a checkpoint alone is the
   whole policy: evaluation workers need no connector state.

@@ -19,8 +19,8 @@ def build_algorithm_config(config: TrainConfig):
     from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from rllib_paper.envs.registry import register_with_rllib
-    from rllib_paper.envs.residual import observation_normalizer
     from rllib_paper.residual.rl_module import ResidualPPOTorchRLModule
+    from rllib_paper.sim.observation import observation_normalizer
     from rllib_paper.training.callbacks import TaskMetricsCallback
 
     env_config = config.env

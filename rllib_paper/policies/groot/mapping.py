@@ -48,7 +48,7 @@ class DecodedObservation:
     frames: dict[str, np.ndarray]  # camera name -> (B, H, W, 3) uint8 RGB
     task: list[str]
     batched: bool
-    sim_state: np.ndarray | None = None  # (B, 25) when the client sent it
+    sim_state: np.ndarray | None = None  # (B, OBS_DIM) task observations, when the client sent them
     sim_target: np.ndarray | None = None  # (B, 6)
 
 

@@ -32,6 +32,7 @@ from rllib_paper.policies.groot.mapping import GrootMapping, frame_key
 from rllib_paper.policies.groot.render import EnvFrames
 from rllib_paper.policies.sessions import EPISODE_KEY
 from rllib_paper.policies.spec import PolicySpec, parse_policy_spec
+from rllib_paper.sim.observation import QPOS
 
 SERVER_KEYS = ("config", "token", "timeout", "horizon", "sim_state", "task", "batched")
 LOCAL_KEYS = ("config", "device", "denoising_steps", "data_config", "embodiment", "horizon", "task")
@@ -160,7 +161,7 @@ class GrootBasePolicy:
     def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
         state = np.atleast_2d(np.asarray(observations["state"], dtype=np.float64))
         batch = state.shape[0]
-        qpos = state[:, :6]
+        qpos = state[:, QPOS]
         frames = {}
         for cam in self.mapping.config.cameras:
             key = frame_key(cam.camera)

@@ -12,9 +12,10 @@ rejects a wrong or missing token when one is set, and answers any malformed requ
 
 Stateful policies (the scripted pusher keeps a stroke plan per episode) need to know which
 episode a row belongs to. GR00T's protocol has no such notion; when the mapping sets
-``sim_state_key``, clients also send ``<key>`` (25-D sim state), ``<key>_target`` and
-``<key>_episode`` (an id per row), and the server keeps one policy instance per episode
-(least recently used instances are reused for new episodes; ``policies/sessions.py``).
+``sim_state_key``, clients also send ``<key>`` (the 25-D task observation, laid out in
+``sim/observation.py``), ``<key>_target`` and ``<key>_episode`` (an id per row), and the
+server keeps one policy instance per episode (least recently used instances are reused for
+new episodes; ``policies/sessions.py``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import numpy as np
 import zmq
 
 from rllib_paper.config import EnvConfig
-from rllib_paper.envs.paper_env import OBS_DIM
 from rllib_paper.policies.base import BasePolicy
 from rllib_paper.policies.groot import wire
 from rllib_paper.policies.groot.config import GrootMappingConfig
 from rllib_paper.policies.groot.mapping import GrootMapping, frame_key
 from rllib_paper.policies.registry import make_base_policy
 from rllib_paper.policies.sessions import SessionPool
+from rllib_paper.sim.observation import OBS_DIM, QPOS
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class PolicyServer:
                     f"(e.g. {key}) in the client's mapping, or serve 'zero'"
                 )
             state = np.zeros((batch, OBS_DIM))
-            state[:, :6] = decoded.qpos
+            state[:, QPOS] = decoded.qpos
             target = decoded.qpos
         else:
             state, target = decoded.sim_state, decoded.sim_target

@@ -1,0 +1,63 @@
+"""The observation layout: one table, the env docstrings carry it, the envs fill it, the normaliser is pinned."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+from rllib_paper.config import EnvConfig, TaskConfig
+from rllib_paper.envs.paper_env import PaperSquareEnv
+from rllib_paper.envs.residual import ResidualPaperEnv
+from rllib_paper.sim import observation as layout
+
+
+@pytest.mark.parametrize(
+    ("env_class", "fields"), [(PaperSquareEnv, layout.TASK_FIELDS), (ResidualPaperEnv, layout.RESIDUAL_FIELDS)]
+)
+def test_env_docstring_carries_the_index_table(env_class, fields):
+    doc = inspect.getdoc(env_class)
+    table = layout.observation_table(fields)
+    assert table in doc, f"{env_class.__name__}'s docstring table differs from sim/observation.py's:\n{table}"
+    assert doc.count("| index |") == 1
+
+
+def test_fields_tile_the_observations():
+    for fields, dim in ((layout.TASK_FIELDS, layout.OBS_DIM), (layout.RESIDUAL_FIELDS, layout.RESIDUAL_OBS_DIM)):
+        indices = [i for f in fields for i in range(f.slice.start, f.slice.stop)]
+        assert indices == list(range(dim))
+    assert (layout.OBS_DIM, layout.RESIDUAL_OBS_DIM) == (25, 31)
+    assert layout.RESIDUAL_FIELDS[: len(layout.TASK_FIELDS)] == layout.TASK_FIELDS
+
+
+def test_envs_fill_the_named_fields():
+    env = ResidualPaperEnv(EnvConfig())
+    env.reset(seed=4)
+    obs, *_ = env.step(np.zeros(6, dtype=np.float32))
+    inner = env.env
+    assert inner.observation_space.shape == (layout.OBS_DIM,)
+    assert env.observation_space.shape == (layout.RESIDUAL_OBS_DIM,)
+    state, data, ids = inner.state, inner.data, inner.ids
+    assert obs.shape == (layout.RESIDUAL_OBS_DIM,)
+    assert np.array_equal(obs[: layout.OBS_DIM], state.astype(np.float32))
+    assert np.array_equal(obs[layout.BASE_ACTION], env.base_target.astype(np.float32))
+    assert np.array_equal(state[layout.QPOS], data.qpos[ids.joint_qpos])
+    assert np.array_equal(state[layout.QVEL], data.qvel[ids.joint_dof])
+    assert np.array_equal(state[layout.SHEET_POS], data.qpos[ids.paper_qpos : ids.paper_qpos + 3])
+    assert np.array_equal(state[layout.SHEET_QUAT], data.qpos[ids.paper_qpos + 3 : ids.paper_qpos + 7])
+    goal = np.array([*ids.frame_center, inner.config.physics.paper_half_thickness])
+    assert np.array_equal(state[layout.GOAL_VEC], goal - state[layout.SHEET_POS])
+    assert np.array_equal(state[layout.FINGERTIP], data.site_xpos[ids.fingertip_site])
+    assert np.array_equal(state[layout.SHEET_XY], state[layout.SHEET_POS][:2])
+
+
+def test_normalizer_numbers_are_the_committed_checkpoints():
+    """The residual checkpoints hold these numbers (the literal lists they were trained with)."""
+    home = list(TaskConfig().home_qpos)
+    center = [*home, *[0.0] * 6, 0.25, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.1, 0.0, 0.0, 0.2, 0.0, 0.05, *home]
+    scale = [*[0.5] * 6, *[2.0] * 6, 0.1, 0.1, 0.01, 1.0, 1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.1, 0.1, 0.1, *[0.5] * 6]
+    got_center, got_scale = layout.observation_normalizer()
+    assert got_center == center and got_scale == scale
+    assert all(type(v) is float for v in got_center + got_scale)
+    moved = EnvConfig(task=TaskConfig(home_qpos=(0.1, -1.0, 0.7, 1.4, 0.0, -0.1)))
+    moved_center, _ = layout.observation_normalizer(moved)
+    assert moved_center[layout.QPOS] == moved_center[layout.BASE_ACTION] == [0.1, -1.0, 0.7, 1.4, 0.0, -0.1]
