@@ -142,17 +142,17 @@ class PolicyServer:
             log.debug("request failed", exc_info=True)
             return {"error": f"{type(exc).__name__}: {exc}"}
 
-    def modality_config(self) -> dict[str, Any]:
+    def modality_config(self) -> dict[str, wire.ModalityConfig]:
+        """Upstream's reply: ModalityConfig objects (tagged ``__ModalityConfig_class__`` on the wire)."""
         config = self.mapping.config
-        out = {
-            "video": wire.ModalityConfigDict(delta_indices=[0], modality_keys=[c.key for c in config.cameras]),
-            "state": wire.ModalityConfigDict(delta_indices=[0], modality_keys=[g.key for g in config.state]),
-            "action": wire.ModalityConfigDict(
+        return {
+            "video": wire.ModalityConfig(delta_indices=[0], modality_keys=[c.key for c in config.cameras]),
+            "state": wire.ModalityConfig(delta_indices=[0], modality_keys=[g.key for g in config.state]),
+            "action": wire.ModalityConfig(
                 delta_indices=list(range(config.action_horizon)), modality_keys=[g.key for g in config.action]
             ),
-            "language": wire.ModalityConfigDict(delta_indices=[0], modality_keys=[config.language_key]),
+            "language": wire.ModalityConfig(delta_indices=[0], modality_keys=[config.language_key]),
         }
-        return out
 
     def get_action(self, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         decoded = self.mapping.decode_observation(data)
