@@ -115,7 +115,8 @@ class GrootClient:
             self.timeouts += 1
             raise GrootTimeout(
                 f"GR00T server at {self.endpoint} did not answer {endpoint!r} within {timeout_ms / 1000:g} s: "
-                "is it running (`rllib-paper serve-policy` or Isaac-GR00T's inference service) and reachable?"
+                "is it running (`rllib-paper serve-policy` or Isaac-GR00T's inference service) and reachable? "
+                f"(A request of {len(payload)} bytes over serve-policy's --max-message-bytes is dropped unanswered.)"
             ) from None
         except zmq.ZMQError as exc:
             self._reset()

@@ -7,7 +7,9 @@ with one rule upstream does not enforce: arrays are decoded with ``allow_pickle=
 so an object array (the one way a .npy can carry a pickle) is rejected, never unpickled.
 
 A ``ModalityConfig`` decodes into :class:`ModalityConfig` (``.delta_indices``,
-``.modality_keys``), never into upstream's pydantic class.
+``.modality_keys``), never into upstream's pydantic class. :func:`read_header` reads a
+request's ``endpoint`` and ``api_token`` without decoding anything else, so a server can
+refuse a wrong token before it spends memory on the payload.
 """
 
 from __future__ import annotations
@@ -123,7 +125,33 @@ def dumps(message: Any) -> bytes:
     return msgpack.packb(message, default=_encode_custom, use_bin_type=True)
 
 
-def loads(payload: bytes) -> Any:
+def read_header(payload: bytes | memoryview, names: tuple[str, ...] = ("endpoint", "api_token")) -> dict[str, Any]:
+    """The top-level ``names`` of a request map, every other value skipped undecoded.
+
+    No array is decoded and no value outside ``names`` is built (``data`` is skipped as
+    msgpack structure), so this costs a walk over the bytes, not the payload's memory.
+    Raises :class:`WireError` for anything but one msgpack map.
+    """
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(payload), 1))
+    try:
+        unpacker.feed(payload)
+        size = unpacker.read_map_header()
+    except Exception as exc:
+        raise WireError(f"a request must be one msgpack map: {type(exc).__name__}: {exc}") from None
+    found: dict[str, Any] = {}
+    try:
+        for _ in range(size):
+            key = unpacker.unpack()  # no object_hook: even a map here stays plain data
+            if isinstance(key, str) and key in names:
+                found[key] = unpacker.unpack()  # the last one wins, as in a full decode
+            else:
+                unpacker.skip()
+    except Exception as exc:
+        raise WireError(f"not a msgpack message: {type(exc).__name__}: {exc}") from None
+    return found
+
+
+def loads(payload: bytes | memoryview) -> Any:
     """Decode one message; any malformed input raises :class:`WireError`, never anything worse."""
     try:
         return msgpack.unpackb(payload, object_hook=_decode_custom, raw=False, strict_map_key=False)
