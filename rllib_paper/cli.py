@@ -180,6 +180,17 @@ def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-token", default=None, help="require this token in every request (or GROOT_API_TOKEN)")
     p.add_argument("--latency-ms", type=float, default=0.0, help="added delay per reply (a slow model stand-in)")
     p.add_argument("--mapping", default="so100_dualcam", help="GR00T mapping YAML or shipped name (keys, units)")
+    p.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=None,
+        help="largest request accepted (ZeroMQ MAXMSGSIZE; a bigger one drops that client's connection); "
+        "default 4 MiB: two 480x640 frames and 64 state rows with headroom",
+    )
+    p.add_argument("--max-batch", type=int, default=None, help="most rows in one get_action request (default 64)")
+    p.add_argument(
+        "--allow-kill", action="store_true", help="honour the 'kill' endpoint without a token (with one it needs it)"
+    )
 
 
 def _add_submit(sub: argparse._SubParsersAction) -> None:
@@ -403,7 +414,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             env = _env_from_args(args, default_eval_env())
             token = args.api_token or os.environ.get("GROOT_API_TOKEN") or None
-            return serve_main(env, args.host, args.port, token, args.latency_ms, args.mapping)
+            return serve_main(
+                env,
+                args.host,
+                args.port,
+                token,
+                args.latency_ms,
+                args.mapping,
+                max_message_bytes=args.max_message_bytes,
+                max_batch=args.max_batch,
+                allow_kill=args.allow_kill,
+            )
         if args.command == "submit":
             return _run_submit(args)
         if args.command == "local-cluster":

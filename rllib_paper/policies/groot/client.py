@@ -4,6 +4,8 @@ Upstream's ``RobotInferenceClient`` blocks forever when the server is gone. Here
 request has a deadline; after a timeout the REQ socket (stuck mid request/reply) is closed
 and a fresh one is connected, so the next call starts clean. Server-side errors
 (``{"error": str}``) raise :class:`GrootServerError`; a wrong token is one of them.
+``get_modality_config`` returns :class:`wire.ModalityConfig` objects whether the server
+sent upstream's tagged form or plain maps (older stand-ins).
 """
 
 from __future__ import annotations
@@ -64,8 +66,22 @@ class GrootClient:
             return False
         return True
 
-    def get_modality_config(self) -> dict[str, Any]:
-        return self.call("get_modality_config")
+    def get_modality_config(self) -> dict[str, wire.ModalityConfig]:
+        """``{"video": ..., "state": ..., "action": ..., "language": ...}``, each with
+        ``.delta_indices`` and ``.modality_keys``."""
+        reply = self.call("get_modality_config")
+        if not isinstance(reply, Mapping):
+            raise GrootError(f"get_modality_config reply is a {type(reply).__name__}, expected a mapping")
+        out = {}
+        for name, value in reply.items():
+            if isinstance(value, wire.ModalityConfig):
+                out[name] = value
+                continue
+            try:
+                out[name] = wire.ModalityConfig.from_dict(value)  # a plain map
+            except wire.WireError as exc:
+                raise GrootError(f"get_modality_config reply for {name!r}: {exc}") from None
+        return out
 
     def get_action(self, observation: Mapping[str, Any]) -> dict[str, Any]:
         reply = self.call("get_action", dict(observation))
@@ -99,7 +115,8 @@ class GrootClient:
             self.timeouts += 1
             raise GrootTimeout(
                 f"GR00T server at {self.endpoint} did not answer {endpoint!r} within {timeout_ms / 1000:g} s: "
-                "is it running (`rllib-paper serve-policy` or Isaac-GR00T's inference service) and reachable?"
+                "is it running (`rllib-paper serve-policy` or Isaac-GR00T's inference service) and reachable? "
+                f"(A request of {len(payload)} bytes over serve-policy's --max-message-bytes is dropped unanswered.)"
             ) from None
         except zmq.ZMQError as exc:
             self._reset()
