@@ -7,7 +7,7 @@ when a spec is used):
 * ``groot-local:/path/to/model?config=MAPPING...``  Gr00tPolicy in this process (GPU node);
 * ``actor:INNER[#name=..,num_gpus=..,...]``  any spec served by a shared BasePolicyActor.
 
-See ``policy.py`` for the options and ``README_SECTION.md`` for a walk-through.
+See ``policy.py`` for the options and ``docs/groot.md`` for a walk-through.
 """
 
 from __future__ import annotations
