@@ -54,7 +54,7 @@ def _check_interval(
 
 @dataclass(frozen=True)
 class PhysicsConfig:
-    """Solver and contact numbers from the seed report (DESIGN.md task table)."""
+    """Solver and contact numbers from the seed report (docs/task.md, "Physics choices and why")."""
 
     timestep: float = 0.001
     control_hz: float = 30.0

@@ -39,7 +39,7 @@ def test_committed_base_episodes_replay_exactly(spec, seed):
 
 
 def test_the_two_headline_training_seeds_were_scored_against_the_same_base_episodes():
-    """The README's seed-0 and seed-1 experiments each evaluated the base afresh; every episode
+    """The seed-0 and seed-1 experiments of docs/experiments.md each evaluated the base afresh; every episode
     field but the run's own bookkeeping (node, worker, wall time) must agree."""
     runtime = ["node_id", "worker_pid", "wall_seconds"]
     first, second = (

@@ -2,7 +2,7 @@
 
 Actions are absolute joint targets in radians (the LeRobot/GR00T convention), clipped to
 the actuators' ranges; "doing nothing" means sending the previous target again, never a
-zero vector (the predecessor's zero action let the arm sag onto the table). One control
+zero vector (a zero action lets the arm sag onto the table). One control
 step is ``substeps`` physics steps run in a single ``mj_step(..., nstep)`` call, and
 everything else the step does is a handful of slice copies on IDs looked up once, so the
 env stays within a few percent of raw MuJoCo speed (``rllib-paper bench env``).

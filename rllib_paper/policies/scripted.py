@@ -314,8 +314,9 @@ class ScriptedPusher:
         Of the four corners, take the one whose pull direction heads most toward the frame.
 
         On a far sheet whose near corners lie on the tape, the usable pulls head sideways or
-        back out; taking them undoes the last translation stroke (the ping-pong that used to
-        burn the 400 steps), so there we translate and turn once the sheet is close."""
+        back out; taking them undoes the last translation stroke, and alternating the two burns
+        the 400 steps (docs/pusher.md, "ping-pong"), so there we translate and turn once the
+        sheet is close."""
         p = self.params
         needed = -yaw_error
         goal_heading = math.atan2(to_goal[1], to_goal[0]) if distance > 0.01 else None

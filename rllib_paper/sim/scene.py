@@ -14,7 +14,7 @@ attached with ``mujoco.MjSpec`` so we never copy or fork it. What we change, and
   sink through the 0.15 mm sheet, while sphere-box contacts stay on its surface.
   No arm self-collision and no hull-paper contact is ever tested.
 * A wrist camera on the gripper body, and the frame, table patches and camera FOV from the
-  TaskConfig, so the numbers in DESIGN.md's task table are read back from the model.
+  TaskConfig, so the seed report's numbers (docs/task.md) are read back from the model.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from rllib_paper.config import PhysicsConfig, TaskConfig
 from rllib_paper.resources import shipped_dir
 
-# assets/ sits at the repository top level (DESIGN.md layout); the project is installed
+# Found through rllib_paper.resources: inside the installed package, or at a checkout's top level.
 ASSETS_DIR = shipped_dir("assets")
 SCENE_XML = ASSETS_DIR / "paper_scene.xml"
 
