@@ -249,8 +249,11 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         return compare_main(args.compare[0], args.compare[1], args.compare_out)
     from rllib_paper.evaluation.distributed import EvalConfig, default_eval_env, eval_main, trained_env_config
+    from rllib_paper.residual.checkpoint import check_checkpoint
 
     # A checkpoint is evaluated in the env it was trained in (its alpha, scale, exact base) unless told otherwise.
+    if args.checkpoint:
+        check_checkpoint(args.checkpoint)
     default = trained_env_config(args.checkpoint) if args.checkpoint and not args.config else default_eval_env()
     config = EvalConfig(
         env=_env_from_args(args, default),

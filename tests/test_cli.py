@@ -1,6 +1,7 @@
 """The console entry point: subcommands run and end with one JSON line."""
 
 import json
+import os
 
 import pytest
 
@@ -74,3 +75,33 @@ def test_bench_eval_rejects_bad_arguments():
 
     with pytest.raises(ValueError, match="rounds=0, allowed >= 1"):
         run(episodes=4, rounds=0)
+
+
+def test_a_local_ray_without_auth_beyond_loopback_gets_one_warning_line(short_tmp):
+    """Ray's token auth is on by default for local clusters; with it disabled by the user and the
+    node reachable beyond loopback, starting Ray prints one warning line naming the node address."""
+    import subprocess
+    import sys
+
+    from rllib_paper.runtime.ray_start import exposure_warning
+
+    assert exposure_warning(None, "10.0.0.5") is None and exposure_warning("token", "10.0.0.5") is None
+    assert exposure_warning("disabled", "127.0.0.1") is None
+    assert "node 10.0.0.5" in exposure_warning("disabled", "10.0.0.5")
+    script = (
+        "import ray, os; from rllib_paper.runtime.ray_start import start_ray; "
+        f"start_ray(num_cpus=1, _temp_dir={short_tmp!r}); "
+        "print('MODE', os.environ.get('RAY_AUTH_MODE')); ray.shutdown()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    default = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert "warning: RAY_AUTH_MODE=disabled" not in default.stderr and "MODE token" in default.stdout
+    disabled = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "RAY_AUTH_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    lines = [line for line in disabled.stderr.splitlines() if "RAY_AUTH_MODE=disabled" in line]
+    assert len(lines) == 1 and "listens on all interfaces" in lines[0], disabled.stderr[-2000:]

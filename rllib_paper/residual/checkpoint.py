@@ -87,6 +87,40 @@ def read_trained_env(checkpoint: str | Path) -> TrainedEnv | None:
     return None
 
 
+def check_checkpoint(checkpoint: str | Path) -> None:
+    """Refuse, in one sentence naming the file, a checkpoint that cannot be loaded, before any
+    worker tries: a missing path, a plain file, a directory without an RLModule, a truncated
+    pickle (scanned with pickletools, nothing is executed) or an unreadable JSON file."""
+    import pickletools
+
+    from rllib_paper.runtime.storage import is_uri
+
+    if is_uri(checkpoint):
+        return  # fetched by each worker from the run storage; checked there
+    root = Path(checkpoint)
+    if not root.exists():
+        raise ConfigError(f"checkpoint={str(checkpoint)!r}: no such file or directory")
+    if not root.is_dir():
+        raise ConfigError(
+            f"checkpoint={str(checkpoint)!r} is a file; pass the checkpoint directory written by `rllib-paper train` "
+            "(e.g. RUN/checkpoints/final)"
+        )
+    try:
+        module_dir = find_module_dir(root)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"checkpoint={str(checkpoint)!r}: {exc}") from None
+    for path in sorted({*module_dir.glob("*.pkl"), *module_dir.glob("*.json"), *root.glob("*.json")}):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            else:
+                with open(path, "rb") as fh:
+                    for _ in pickletools.genops(fh):  # raises at a truncated or corrupt stream
+                        pass
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"checkpoint file {path} is damaged ({exc}); retrain or copy it again") from None
+
+
 def load_residual_policy(checkpoint: str | Path) -> Callable[[np.ndarray], np.ndarray]:
     import torch
     from ray.rllib.core.columns import Columns
