@@ -6,16 +6,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 
-.PHONY: setup demo experiment test test-slow test-cluster bench lint format clean
+.PHONY: setup demo experiment test test-slow test-cluster bench lint format clean constraints
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@# torch first: 2.13.0 is the local CPU build here; an installed torch (e.g. CUDA) is kept.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	@# The exact versions the tests and committed results were made with (see `make constraints`).
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@# Offscreen rendering without a GPU: Mesa's EGL (software). Installed when apt is usable.
 	@if ! ldconfig -p 2>/dev/null | grep -q libEGL_mesa; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -55,6 +56,13 @@ lint: setup
 format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Regenerate constraints.txt from the set-up venv (after changing a dependency): every installed
+# package at its version, except this project and torch (installed first, CPU or GPU build).
+constraints: setup
+	@{ echo "# Exact versions of a working set-up (Python 3.11, CPU torch 2.13.0); written by \`make constraints\`."; \
+	   echo "# make setup installs with -c constraints.txt; pyproject.toml keeps open ranges for other environments."; \
+	   $(BIN)/python -m pip freeze --exclude-editable | grep -v -i -E '^(rllib-paper|rllib_paper|torch)(==| @)'; } > constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

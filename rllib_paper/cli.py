@@ -193,6 +193,14 @@ def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_frames(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("frames", help="write a GR00T mapping's camera frames after a seeded reset as PNGs")
+    p.add_argument("--mapping", default="arm0_dualcam", help="GR00T mapping YAML or shipped name (its cameras)")
+    p.add_argument("--seed", type=int, default=1000)
+    p.add_argument("--dr", default="phase2", choices=sorted(DR_PRESETS))
+    p.add_argument("--out", required=True, help="directory for the PNGs")
+
+
 def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submit",
@@ -230,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tune(sub)
     _add_bench(sub)
     _add_serve_policy(sub)
+    _add_frames(sub)
     _add_submit(sub)
     _add_local_cluster(sub)
     return parser
@@ -428,6 +437,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_batch=args.max_batch,
                 allow_kill=args.allow_kill,
             )
+        if args.command == "frames":
+            from rllib_paper.envs.frames import save_reset_frames
+
+            for path in save_reset_frames(args.out, seed=args.seed, dr=args.dr, mapping=args.mapping):
+                print(path)
+            return 0
         if args.command == "submit":
             return _run_submit(args)
         if args.command == "local-cluster":

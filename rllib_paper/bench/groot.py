@@ -144,6 +144,8 @@ def run(
     max_wait_ms: float = 5.0,
     warmup: int = 16,
 ) -> dict[str, Any]:
+    """The four phases in one run, side by side (ratios need one machine state): read top to
+    bottom on purpose, so the function is long; each phase's timing is ``_phase``."""
     import ray
 
     from rllib_paper.config import ConfigError, coerce_env_config

@@ -101,7 +101,6 @@ class PaperSquareEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.ids = SceneIds.from_model(self.model)
         self.substeps = physics.substeps
-        self.control_dt = self.substeps * physics.timestep
         self.frame = FrameGeometry(
             center=tuple(self.ids.frame_center), inner_size=task.frame_inner_size, margin=task.success_margin
         )
@@ -133,7 +132,6 @@ class PaperSquareEnv(gym.Env):
         self._target = self._home.copy()
         self._steps = 0
         self._draw: EpisodeDraw | None = None
-        self._episode_seed: int | None = None
         self._renderer: mujoco.Renderer | None = None
 
     # ------------------------------------------------------------------ properties
@@ -155,7 +153,6 @@ class PaperSquareEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         episode_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**63 - 1))
-        self._episode_seed = episode_seed
         self._draw = sample_episode(self.config.randomization, np.random.default_rng(episode_seed))
         self._apply_draw(self._draw)
 

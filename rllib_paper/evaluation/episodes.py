@@ -8,7 +8,7 @@ evaluation worker holds one); ``run_episode`` is the one-shot form.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,9 +91,6 @@ class EpisodeRunner:
             wall_seconds=time.perf_counter() - start,
             dr=dict(dr),
         )
-
-    def run_many(self, seeds: Iterable[int]) -> list[EpisodeRecord]:
-        return [self.run(seed) for seed in seeds]
 
 
 def run_episode(env_spec: EnvConfig | Mapping[str, Any] | None, policy_spec: str, seed: int) -> EpisodeRecord:

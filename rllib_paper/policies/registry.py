@@ -131,8 +131,3 @@ def policy_identity(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return policy_identity(record["params"]["inner"])
     params = {k: v for k, v in record["params"].items() if k not in _NOT_IDENTITY.get(record["kind"], ())}
     return record["kind"], json.loads(json.dumps(params))  # tuples and lists compare as JSON does
-
-
-def check_base_policy(spec: str | PolicySpec) -> None:
-    """Refuse a bad spec now (in the driver, in milliseconds), not inside a Ray worker."""
-    resolve_base_policy(spec)

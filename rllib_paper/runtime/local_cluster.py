@@ -158,6 +158,32 @@ def _wait_for_dashboard(url: str, timeout_s: float) -> None:
     raise TimeoutError(f"the Ray dashboard at {url} did not answer within {timeout_s:.0f} s")
 
 
+def _per_node_ports() -> list[str]:
+    # Two raylets on one host must not share the agent and metrics ports Ray otherwise fixes.
+    ports = ("--dashboard-agent-listen-port", "--metrics-export-port", "--runtime-env-agent-port")
+    return [item for flag in ports for item in (flag, str(free_port()))]
+
+
+def _head_args(config: LocalClusterConfig, gcs_port: int, dashboard_port: int, temp_dir: Path) -> list[str]:
+    return [
+        *("--head", "--port", str(gcs_port), "--include-dashboard", "true"),
+        *("--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port)),
+        *("--ray-client-server-port", str(free_port())),
+        *("--num-cpus", str(config.head_cpus), "--num-gpus", "0", "--resources", json.dumps(config.head_resources)),
+        *("--temp-dir", str(temp_dir), "--node-ip-address", "127.0.0.1"),
+        *_per_node_ports(),
+    ]
+
+
+def _worker_args(config: LocalClusterConfig, gcs_address: str, temp_dir: Path) -> list[str]:
+    return [
+        *("--address", gcs_address),
+        *("--num-cpus", str(config.worker_cpus), "--num-gpus", "0", "--resources", json.dumps(config.worker_resources)),
+        *("--temp-dir", str(temp_dir), "--node-ip-address", "127.0.0.1"),
+        *_per_node_ports(),
+    ]
+
+
 def up(config: LocalClusterConfig) -> LocalClusterState:
     """Start a head and a second node on loopback; write cluster.json with addresses and PIDs."""
     config.validate()
@@ -180,70 +206,14 @@ def up(config: LocalClusterConfig) -> LocalClusterState:
         temp_dir=str(temp_dir),
         pids=[],
     )
-    common = ["--node-ip-address", "127.0.0.1"]
-
-    def per_node_ports() -> list[str]:
-        # Two raylets on one host must not share the agent and metrics ports Ray otherwise fixes.
-        return [
-            "--dashboard-agent-listen-port",
-            str(free_port()),
-            "--metrics-export-port",
-            str(free_port()),
-            "--runtime-env-agent-port",
-            str(free_port()),
-        ]
-
-    head = _start_node(
-        [
-            "--head",
-            "--port",
-            str(gcs_port),
-            "--include-dashboard",
-            "true",
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dashboard_port),
-            "--ray-client-server-port",
-            str(free_port()),
-            "--num-cpus",
-            str(config.head_cpus),
-            "--num-gpus",
-            "0",
-            "--resources",
-            json.dumps(config.head_resources),
-            "--temp-dir",
-            str(temp_dir),
-            *common,
-            *per_node_ports(),
-        ],
-        env,
-        root / "head.log",
-    )
+    head = _start_node(_head_args(config, gcs_port, dashboard_port, temp_dir), env, root / "head.log")
     state.pids.append(head.pid)
     _write_state(root, state)
     try:
         _wait_for_nodes(state, 1, [head], config.start_timeout_s)
-        worker = _start_node(
-            [
-                "--address",
-                state.gcs_address,
-                "--num-cpus",
-                str(config.worker_cpus),
-                "--num-gpus",
-                "0",
-                "--resources",
-                json.dumps(config.worker_resources),
-                # Its own temp dir, as a separate machine would have: nodes sharing one would share
-                # (and garbage-collect) each other's unpacked job working directories.
-                "--temp-dir",
-                str(root / "ray-w"),
-                *common,
-                *per_node_ports(),
-            ],
-            env,
-            root / "worker.log",
-        )
+        # Its own temp dir, as a separate machine would have: nodes sharing one would share
+        # (and garbage-collect) each other's unpacked job working directories.
+        worker = _start_node(_worker_args(config, state.gcs_address, root / "ray-w"), env, root / "worker.log")
         state.pids.append(worker.pid)
         _write_state(root, state)
         _wait_for_nodes(state, 2, [head, worker], config.start_timeout_s)
