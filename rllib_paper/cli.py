@@ -13,17 +13,14 @@ from rllib_paper.runtime.storage import is_uri, run_directory
 
 
 # ---------------------------------------------------------------------- one env syntax
+def _add_set(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help=help_text)
+
+
 def _add_env_options(p: argparse.ArgumentParser, *, dr_default_help: str) -> None:
     """The env options every env-building command shares: a run YAML, --set, and shorthands."""
     p.add_argument("--config", default=None, help="run config YAML or shipped name (e.g. residual_scripted)")
-    p.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one field, e.g. --set env.residual.alpha=0.5 --set env.task.max_steps=60 (repeatable)",
-    )
+    _add_set(p, "override one field, e.g. --set env.residual.alpha=0.5 --set env.task.max_steps=60 (repeatable)")
     p.add_argument("--policy", default=None, help="base policy spec; short for --set env.residual.base_policy=SPEC")
     p.add_argument(
         "--dr",
@@ -160,14 +157,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="sweep directory (trials table, best_eval/, Tune storage)")
     p.add_argument("--resume", action="store_true", help="restore the interrupted sweep in --out")
     p.add_argument("--storage", default=None, help="Tune storage (a shared path or s3://, gs:// URI); default --out")
-    p.add_argument(
-        "--set",
-        dest="assignments",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fix one field in every trial (added to the sweep's set:), e.g. --set env.task.max_steps=60",
-    )
+    _add_set(p, "fix one field in every trial (added to the sweep's set:), e.g. --set env.task.max_steps=60")
 
 
 def _add_serve_policy(sub: argparse._SubParsersAction) -> None:
