@@ -145,3 +145,31 @@ def test_same_push_slides_less_on_tape():
     expected_table = 0.3**2 / (2 * 0.30 * 9.81)  # v^2 / (2 mu g) = 15 mm on bare table
     assert on_table == pytest.approx(expected_table, rel=0.2)
     assert on_tape < 0.8 * on_table, f"slid {on_tape * 1e3:.1f} mm over the tape, {on_table * 1e3:.1f} mm on table"
+
+
+def test_an_env_without_visual_meshes_has_the_same_physics_to_the_bit():
+    """Envs that render nothing leave out the arm's visual meshes (a quarter of the memory):
+    every observation, reward and contact of a pushing episode must stay the same."""
+    from rllib_paper.config import coerce_env_config
+    from rllib_paper.envs.paper_env import PaperSquareEnv
+    from rllib_paper.policies.scripted import ScriptedPusher
+
+    config = coerce_env_config(None, dr="phase2")
+    full, lean = PaperSquareEnv(config, visual=True), PaperSquareEnv(config, visual=False)
+    assert lean.model.nmeshvert < full.model.nmeshvert / 2
+    pushers = [ScriptedPusher(config), ScriptedPusher(config)]
+    trajectories = []
+    for env, pusher in zip((full, lean), pushers, strict=True):
+        obs, _ = env.reset(seed=1029)
+        pusher.reset(seed=1029)
+        rows = [obs]
+        for _ in range(120):
+            action = pusher.act({"state": env.state[None], "target": env.current_target[None]})[0, 0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            rows.append(np.concatenate([obs, [reward], env.data.qpos, env.data.qvel, [env.data.ncon]]))
+            if terminated or truncated:
+                break
+        trajectories.append(rows)
+    assert len(trajectories[0]) == len(trajectories[1])
+    for a, b in zip(*trajectories, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -90,14 +90,19 @@ class PaperSquareEnv(gym.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(
-        self, config: EnvConfig | Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides: Any
+        self,
+        config: EnvConfig | Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
+        *,
+        visual: bool = True,  # False: no visual meshes (nothing renders this env; same physics)
+        **overrides: Any,
     ) -> None:
         self.config = coerce_env_config(config, **overrides)
         physics, task = self.config.physics, self.config.task
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: allowed values are {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.model = build_model(physics, task)
+        self.model = build_model(physics, task, visual=visual)
         self.data = mujoco.MjData(self.model)
         self.ids = SceneIds.from_model(self.model)
         self.substeps = physics.substeps

@@ -73,9 +73,12 @@ class ResidualPaperEnv(gym.Env):
         **overrides: Any,
     ) -> None:
         self.config = coerce_env_config(config, **overrides)
-        self.env = PaperSquareEnv(self.config, render_mode=render_mode)
-        self.render_mode = render_mode
         self.base_policy = base_policy or make_base_policy(self.config.residual.base_policy, self.config)
+        # The arm's visual meshes only if something renders this env (a GR00T base's cameras,
+        # render_mode): without them an env holds a quarter of the memory, same physics.
+        renders = render_mode is not None or getattr(self.base_policy, "frames", None) is not None
+        self.env = PaperSquareEnv(self.config, render_mode=render_mode, visual=renders)
+        self.render_mode = render_mode
         self._gain = self.config.residual.alpha * self.config.residual.scale
         self._residual_weight = self.config.reward.residual
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)

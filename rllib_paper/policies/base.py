@@ -9,6 +9,9 @@ axis, so camera frames or other inputs can be added without changing the signatu
 
 * ``state``  (B, 25) float64: the PaperSquareEnv observation (layout: ``sim/observation.py``).
 * ``target`` (B, 6) float64: the joint targets the env last commanded.
+
+A policy that needs camera frames has a ``frames`` renderer and an ``extra_observations(env)``
+method (GR00T); the env keeps its visual meshes only for such a policy.
 """
 
 from __future__ import annotations

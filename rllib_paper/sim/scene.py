@@ -252,8 +252,8 @@ def _layout_table_and_frame(scene: mujoco.MjSpec, physics: PhysicsConfig, task: 
 def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
     if not SCENE_XML.is_file():
         raise FileNotFoundError(
-            f"scene MJCF not found at {SCENE_XML}: install the project editable from its checkout "
-            "(`make setup`) or set RLLIB_PAPER_ASSETS to the repository's assets/ folder"
+            f"scene MJCF not found at {SCENE_XML}: reinstall rllib-paper (`pip install .` ships it) "
+            "or set RLLIB_PAPER_ASSETS to the repository's assets/ folder"
         )
     scene = mujoco.MjSpec.from_file(str(SCENE_XML))
     scene.option.timestep = physics.timestep
@@ -272,15 +272,36 @@ def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
     return scene
 
 
-def build_model(physics: PhysicsConfig | None = None, task: TaskConfig | None = None) -> mujoco.MjModel:
+def build_model(
+    physics: PhysicsConfig | None = None, task: TaskConfig | None = None, *, visual: bool = True
+) -> mujoco.MjModel:
     """Compile the scene. Every call compiles afresh: an env rescales its model's friction
-    and sheet mass each episode, so no two envs may share one."""
+    and sheet mass each episode, so no two envs may share one.
+
+    ``visual=False`` leaves out the arm's inert meshes (the package's visual meshes and the
+    hulls that collide with nothing): about 160 k vertices that only a renderer reads. They
+    have no mass (the package gives every body an explicit inertial) and take part in no
+    contact, so the physics is the same to the bit (tests/test_physics.py); an env that
+    renders nothing saves their memory (most of a model's buffer).
+    """
     physics = physics or PhysicsConfig()
     task = task or TaskConfig()
     spec = build_spec(physics, task)
+    if not visual:
+        _drop_inert_meshes(spec)
     model = spec.compile()
     model.cam_fovy[SceneIds.from_model(model).wrist_camera] = task.camera_fovy
     return model
+
+
+def _drop_inert_meshes(spec: mujoco.MjSpec) -> None:
+    for geom in list(spec.geoms):
+        if geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.contype == 0 and geom.conaffinity == 0:
+            spec.delete(geom)
+    used = {geom.meshname for geom in spec.geoms if geom.type == mujoco.mjtGeom.mjGEOM_MESH}
+    for mesh in list(spec.meshes):
+        if mesh.name not in used:
+            spec.delete(mesh)
 
 
 def build_kinematic_model(physics: PhysicsConfig | None = None, task: TaskConfig | None = None) -> mujoco.MjModel:
@@ -296,4 +317,6 @@ def build_kinematic_model(physics: PhysicsConfig | None = None, task: TaskConfig
             spec.delete(body)
     for geom in list(spec.geoms):
         spec.delete(geom)
+    for mesh in list(spec.meshes):  # nothing refers to them any more: 55 MiB of vertices
+        spec.delete(mesh)
     return spec.compile()
