@@ -83,10 +83,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     ev = bsub.add_parser("eval", help="evaluation episodes/s with 1 and 2 Ray workers")
     ev.add_argument("--episodes", type=int, default=32)
     ev.add_argument("--rounds", type=int, default=2, help="alternating 1- and 2-worker runs, pooled")
-    tr = bsub.add_parser("train", help="env steps/s sampled by RLlib vs single-process env x runners")
+    tr = bsub.add_parser("train", help="whole training iterations of the shipped config vs the physics ceiling")
     tr.add_argument("--runners", type=int, default=2)
     tr.add_argument("--envs-per-runner", type=int, default=8)
-    tr.add_argument("--steps-per-runner", type=int, default=2400)
+    tr.add_argument("--iterations", type=int, default=3, help="timed iterations after one warm-up")
+    tr.add_argument("--steps-per-runner", type=int, default=2400, help="steps per runner of the sampling-only rounds")
     gr = bsub.add_parser(
         "groot", help="env steps/s through the BasePolicyActor + serve-policy stand-in (added latency) vs scripted"
     )
@@ -378,7 +379,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     elif args.bench == "train":
         from rllib_paper.bench.train import main as bench_train
 
-        bench_train(runners=args.runners, envs_per_runner=args.envs_per_runner, steps_per_runner=args.steps_per_runner)
+        bench_train(
+            runners=args.runners,
+            envs_per_runner=args.envs_per_runner,
+            iterations=args.iterations,
+            steps_per_runner=args.steps_per_runner,
+        )
     elif args.bench == "groot":
         from rllib_paper.bench.groot import main as bench_groot
 

@@ -347,3 +347,17 @@ def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray
     # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
     again = run_experiment(config)
     assert again["paired_table"] == result["paired_table"] and again["training"] == result["training"]
+
+
+def test_bench_train_times_whole_iterations_against_the_physics_ceiling(ray_local):
+    from rllib_paper.bench.train import run
+
+    tiny = ("ppo.train_batch_size=160", "ppo.minibatch_size=80", "ppo.num_epochs=1", "env.task.max_steps=40")
+    result = run(runners=1, envs_per_runner=2, iterations=2, steps_per_runner=40, assignments=tiny)
+    assert result["env_steps_timed"] >= 2 * 160
+    # The physics share of the timed steps was measured, so the ceiling is finite and above the
+    # end-to-end rate (the whole iteration includes the physics and more).
+    assert 0.05 < result["physics_ms_per_env_step"] < 50
+    assert 0 < result["end_to_end_ratio"] < 1
+    assert result["end_to_end_env_steps_per_s"] < result["sample_env_steps_per_s"]
+    assert 5 < result["mib_per_env"] < result["mib_per_rendering_env"]

@@ -191,6 +191,11 @@ class ResidualPaperEnv(gym.Env):
         self._base_target = self._chunk[self._chunk_index]
         self._chunk_index += 1
 
+    @property
+    def physics_seconds(self) -> float:
+        """Seconds this env spent inside mj_step (the physics ceiling of `bench train`)."""
+        return self.env.physics_seconds
+
     def _observation(self, obs: np.ndarray) -> np.ndarray:
         self._obs[:OBS_DIM] = obs
         self._obs[BASE_ACTION] = self._base_target
