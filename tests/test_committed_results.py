@@ -101,3 +101,39 @@ def test_evaluation_refuses_a_base_other_than_the_checkpoints_own(capsys, tmp_pa
     assert main(["eval", "--checkpoint", str(HEADLINE), "--policy", "scripted", "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
     assert "--allow-base-mismatch" in capsys.readouterr().err
+
+
+def _pickled_modules(path: Path) -> set[str]:
+    import pickletools
+
+    names = set()
+    for op, arg, _ in pickletools.genops(path.read_bytes()):
+        text = str(arg) if arg is not None else ""
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE") and text.startswith("rllib_paper."):
+            names.add(text)
+        elif op.name == "GLOBAL" and text.startswith("rllib_paper."):
+            names.add(text.split()[0])
+    return names
+
+
+def test_committed_checkpoints_name_only_modules_that_exist():
+    """A checkpoint's pickles name our classes by module path: a module moved without rewriting
+    the committed checkpoints would leave them unloadable (RLlib then builds a bare RLModule)."""
+    import importlib
+
+    pickles = list(RESULTS.rglob("checkpoints/*/**/*.pkl"))
+    names = set().union(*(_pickled_modules(p) for p in pickles))
+    assert "rllib_paper.residual.rl_module" in names
+    for name in names:
+        importlib.import_module(name)
+
+
+def test_the_headline_checkpoint_loads_as_a_residual_policy():
+    import numpy as np
+
+    from rllib_paper.residual.checkpoint import load_residual_policy
+    from rllib_paper.sim.observation import RESIDUAL_OBS_DIM
+
+    act = load_residual_policy(HEADLINE)
+    out = act(np.zeros(RESIDUAL_OBS_DIM, dtype=np.float32))
+    assert out.shape == (6,) and np.isfinite(out).all() and np.abs(out).max() > 0

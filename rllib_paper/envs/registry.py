@@ -44,11 +44,19 @@ class EpisodeSummaryInfo(gymnasium.Wrapper):
         return obs, reward, terminated, truncated, ({"episode_summary": summary} if summary is not None else {})
 
 
-def _make_residual_env(env_config):
+def make_residual_env(env_config):
+    """RLlib's env creator: one residual env, or with ``num_envs`` (RLlib's vector entry point)
+    the one-process ResidualVectorEnv of that many."""
+    # RLlib passes an EnvContext (a dict with worker metadata attributes): plain dict it.
+    env_config = dict(env_config)
+    num_envs = env_config.pop("num_envs", None)
+    if num_envs is not None:
+        from rllib_paper.envs.vector import ResidualVectorEnv
+
+        return ResidualVectorEnv(env_config, int(num_envs))
     from rllib_paper.envs.residual import ResidualPaperEnv
 
-    # RLlib passes an EnvContext (a dict with worker metadata attributes): plain dict it.
-    return EpisodeSummaryInfo(ResidualPaperEnv(dict(env_config)))
+    return EpisodeSummaryInfo(ResidualPaperEnv(env_config))
 
 
 def register_with_rllib(name: str = RESIDUAL_ENV_ID) -> str:
@@ -59,5 +67,5 @@ def register_with_rllib(name: str = RESIDUAL_ENV_ID) -> str:
     """
     from ray.tune.registry import register_env
 
-    register_env(name, _make_residual_env)
+    register_env(name, make_residual_env)
     return name

@@ -377,8 +377,8 @@ class Evaluator:
                 assign(index)
         finally:
             bar.close()
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            # Pending shards are actor tasks: killing their workers ends them (ray.cancel's force
+            # mode refuses actor tasks and would hide the error that brought us here).
             for worker in self.workers:
                 ray.kill(worker)
             self.workers = []

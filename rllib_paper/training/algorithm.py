@@ -39,6 +39,7 @@ def build_algorithm_config(config: TrainConfig):
             num_cpus_per_env_runner=runners.num_cpus_per_env_runner,
             custom_resources_per_env_runner=dict(runners.custom_resources_per_env_runner),
             sample_timeout_s=runners.sample_timeout_s,
+            gym_env_vectorize_mode="vector_entry_point" if runners.vectorize == "vector" else "sync",
         )
         .learners(num_learners=learners.num_learners, num_gpus_per_learner=1 if use_gpu else 0)
         .training(

@@ -130,6 +130,10 @@ class EnvRunnersSection:
     # e.g. {"cpu_node": 0.01} pins runners to nodes started with --resources '{"cpu_node": N}'.
     custom_resources_per_env_runner: dict[str, float] = field(default_factory=dict)
     sample_timeout_s: float = 300.0
+    # How a runner steps its envs: "vector" is our one-process ResidualVectorEnv (arrays filled
+    # in place, infos trimmed to the episode summary); "sync" is gymnasium's SyncVectorEnv.
+    # Same episodes either way (tests/test_vector_env.py).
+    vectorize: str = "vector"
 
     def __post_init__(self) -> None:
         _check_int("env_runners.num_env_runners", self.num_env_runners, 0, 10_000)
@@ -138,6 +142,8 @@ class EnvRunnersSection:
         for name, amount in self.custom_resources_per_env_runner.items():
             _check_range(f"env_runners.custom_resources_per_env_runner.{name}", amount, 0.0, 1e6)
         _check_range("env_runners.sample_timeout_s", self.sample_timeout_s, 0.0, 1e6, low_open=True)
+        if self.vectorize not in ("vector", "sync"):
+            raise ConfigError(f"env_runners.vectorize={self.vectorize!r}: allowed values are ['sync', 'vector']")
 
 
 @dataclass(frozen=True)

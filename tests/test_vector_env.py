@@ -1,0 +1,60 @@
+"""The one-process vector env steps exactly the single envs a SyncVectorEnv would, bit for bit."""
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers.vector import DictInfoToList
+
+from rllib_paper.config import coerce_env_config
+from rllib_paper.envs.registry import EpisodeSummaryInfo, make_residual_env
+from rllib_paper.envs.residual import ResidualPaperEnv
+from rllib_paper.envs.vector import ResidualVectorEnv
+
+CONFIG = coerce_env_config(None, dr="phase2", residual={"base_policy": "scripted"}, task={"max_steps": 30})
+
+
+def test_vector_env_matches_gymnasiums_sync_vector_env_step_for_step():
+    # Both as RLlib holds them: infos converted to one dict per env.
+    ours = DictInfoToList(ResidualVectorEnv(CONFIG, 3))
+    reference = DictInfoToList(
+        gym.vector.SyncVectorEnv(
+            [lambda: EpisodeSummaryInfo(ResidualPaperEnv(CONFIG)) for _ in range(3)],
+            autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP,
+        )
+    )
+    rng = np.random.default_rng(0)
+    a, _ = ours.reset(seed=1000)
+    b, _ = reference.reset(seed=1000)
+    np.testing.assert_array_equal(a, b)
+    ended = 0
+    for _ in range(75):  # 30-step episodes: every env ends twice and autoresets
+        actions = rng.uniform(-1, 1, size=(3, 6)).astype(np.float32)
+        out_a, out_b = ours.step(actions), reference.step(actions)
+        for x, y in zip(out_a[:4], out_b[:4], strict=True):
+            np.testing.assert_array_equal(x, y)
+        for info_a, info_b in zip(out_a[4], out_b[4], strict=True):
+            assert info_a.keys() == info_b.keys() <= {"episode_summary"}
+            if info_b:
+                summary_b = {k: v.item() if hasattr(v, "item") else v for k, v in info_b["episode_summary"].items()}
+                assert info_a["episode_summary"] == summary_b
+                ended += 1
+    assert ended >= 6
+
+
+def test_an_env_in_the_vector_runs_the_same_episode_as_the_single_env_with_its_seed():
+    vector = ResidualVectorEnv(CONFIG, 2)
+    single = ResidualPaperEnv(CONFIG)
+    obs, _ = vector.reset(seed=1029)
+    expected, _ = single.reset(seed=1030)  # env i gets seed + i
+    np.testing.assert_array_equal(obs[1], expected)
+    zero = np.zeros((2, 6), dtype=np.float32)
+    for _ in range(30):
+        obs, rewards, terminated, truncated, _ = vector.step(zero)
+        step = single.step(zero[1])
+        np.testing.assert_array_equal(obs[1], step[0])
+        assert (rewards[1], terminated[1], truncated[1]) == step[1:4]
+
+
+def test_rllib_asks_for_the_vector_env_by_num_envs():
+    made = make_residual_env({**CONFIG.to_dict(), "num_envs": 2})
+    assert isinstance(made, ResidualVectorEnv) and made.num_envs == 2
+    assert isinstance(make_residual_env(CONFIG.to_dict()), EpisodeSummaryInfo)
