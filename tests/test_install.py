@@ -56,7 +56,9 @@ def test_the_wheel_runs_from_outside_the_checkout(tmp_path):
         "print(json.dumps({n: str(shipped_dir(n)) for n in ('assets', 'configs', 'tune_configs')}))\n"
         "load_train_config('residual_scripted'); load_sweep_config('smoke')\n"
         "from rllib_paper.cli import main\n"
-        "raise SystemExit(main(['rollout', '--episodes', '1', '--max-steps', '15', '--quiet']))\n"
+        "assert main(['rollout', '--episodes', '1', '--max-steps', '15', '--quiet']) == 0\n"
+        # Headless by default: no MUJOCO_GL and no display, yet the cameras render.
+        "raise SystemExit(main(['frames', '--mapping', 'so100', '--out', 'frames']))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
@@ -65,3 +67,4 @@ def test_the_wheel_runs_from_outside_the_checkout(tmp_path):
     paths = done.stdout.splitlines()[0]
     assert str(site) in paths and str(ROOT) not in paths and str(source) not in paths
     assert '"rollout": "scripted"' in done.stdout
+    assert list((elsewhere / "frames").glob("*.png"))

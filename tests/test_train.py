@@ -255,7 +255,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
 
 def test_run_killed_before_its_first_checkpoint_resumes_without_duplicate_rows(ray_local, tmp_path, short_tmp):
     """SIGKILL after iteration 1 was logged but before any checkpoint: --resume starts again at
-    iteration 0, so the logged rows must go (they used to stay, giving iterations 1, 1, 2, 3)."""
+    iteration 0, so the logged rows must go (kept, they would read iterations 1, 1, 2, 3)."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         _train_cmd(out, "--set", "stop={iterations: 50}", "--set", "checkpoint_every=100"),
