@@ -496,3 +496,15 @@ def test_short_appo_training_checkpoints_loads_and_resumes(ray_local, tmp_path):
         trainer.stop()
     assert summary["iterations"] == 3
     assert [int(r["iteration"]) for r in _rows(run / "metrics.csv")] == [1, 2, 3]
+
+
+def test_appo_with_a_learner_actor_trains_asynchronously(ray_local, tmp_path):
+    """num_learners=1: the learner (and its thread) in an actor taking the second CPU, the
+    driver's updates asynchronous; the losses of an update arrive in a later iteration."""
+    from rllib_paper.training.loop import train
+
+    config = load_train_config(None, [*TINY_APPO, "learners.num_learners=1", "stop={iterations: 3}"])
+    summary = train(config, tmp_path / "run", quiet=True)
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert summary["iterations"] == 3 and [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert np.isfinite(float(rows[-1]["policy_loss"])) and int(rows[-1]["episodes"]) > 0
