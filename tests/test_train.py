@@ -361,3 +361,150 @@ def test_bench_train_times_whole_iterations_against_the_physics_ceiling(ray_loca
     assert 0 < result["end_to_end_ratio"] < 1
     assert result["end_to_end_env_steps_per_s"] < result["sample_env_steps_per_s"]
     assert 5 < result["mib_per_env"] < result["mib_per_rendering_env"]
+
+
+# ---------------------------------------------------------------------------- APPO
+# Tiny APPO: two 80-step updates per 160-step iteration (2 envs x 40-step fragments).
+TINY_APPO = [
+    *TINY,
+    "algorithm=appo",
+    "appo.train_batch_size=80",
+    "appo.rollout_fragment_length=40",
+    "appo.minibatch_size=40",
+    "appo.num_epochs=2",
+    "appo.circular_buffer_num_batches=2",
+    "appo.max_requests_in_flight_per_env_runner=2",
+]
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("algorithm=sac", r"algorithm='sac': allowed values are \['appo', 'ppo'\]"),
+        ("appo.minibatch_size=70", r"appo.minibatch_size=70: must be a multiple of appo.rollout_fragment_length=50"),
+        ("appo.train_batch_size=1020", r"appo.train_batch_size=1020: must be a multiple of"),
+        ("appo.minibatch_size=2000", r"appo.minibatch_size=2000: allowed range is \[1, 1000\]"),
+        ("appo.tau=0", r"appo.tau=0: allowed range is \(0.0, 1.0\]"),
+        ("appo.circular_buffer_iterations_per_batch=0", r"appo.circular_buffer_iterations_per_batch=0"),
+        ("appo.target_network_update_freq=0", r"appo.target_network_update_freq=0"),
+        ("appo.vtrace=false", r"unknown key appo.vtrace"),
+    ],
+)
+def test_bad_appo_config_is_one_clear_error(assignment, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, [assignment])
+
+
+def test_appo_shares_ppo_settings_and_iterates_over_the_same_env_steps():
+    from ray.rllib.algorithms.appo import APPOConfig
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rllib_paper.residual.rl_module import ResidualAPPOTorchRLModule, ResidualPPOTorchRLModule
+    from rllib_paper.training.algorithm import build_algorithm_config
+
+    assert TrainConfig().algorithm == "ppo"
+    ppo = build_algorithm_config(load_train_config(None, TINY))
+    assert type(ppo) is PPOConfig and ppo.rl_module_spec.module_class is ResidualPPOTorchRLModule
+    config = load_train_config(None, ["algorithm=appo", "ppo.lr=1e-4", "ppo.entropy_coeff_final=0.0"])
+    appo = build_algorithm_config(config)
+    appo.validate()
+    assert type(appo) is APPOConfig and appo.rl_module_spec.module_class is ResidualAPPOTorchRLModule
+    assert appo.lr == 1e-4 and appo.entropy_coeff == [[0, 0.005], [1_000_000, 0.0]]
+    assert appo.clip_param == 0.2 and appo.use_kl_loss and appo.kl_coeff == 0.2 and appo.grad_clip == 0.5
+    assert appo.num_learners == 0  # the learner thread runs in the driver
+    # One iteration is ppo.train_batch_size sampled env steps, not RLlib's IMPALA default of 10 s.
+    assert appo.min_time_s_per_iteration == 0 and appo.min_sample_timesteps_per_iteration == 4000
+    assert appo.train_batch_size_per_learner == 1000 and appo.minibatch_size == 250 and appo.num_epochs == 10
+    assert appo.circular_buffer_iterations_per_batch == 1 and appo.timeout_s_sampler_manager == 0.05
+
+
+def test_untrained_appo_residual_and_its_target_are_exactly_zero(tmp_path):
+    import torch
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.core.rl_module.apis import TARGET_NETWORK_ACTION_DIST_INPUTS
+
+    from rllib_paper.evaluation.episodes import EpisodeRunner
+    from rllib_paper.residual.checkpoint import load_residual_policy
+    from rllib_paper.training.algorithm import build_algorithm_config
+
+    config = load_train_config(None, TINY_APPO)
+    spec = build_algorithm_config(config).rl_module_spec
+    spec.observation_space, spec.action_space = _spaces(config)
+    module = spec.build()
+    module.make_target_networks()  # what APPO's learner does after building the module
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(5, 31)) * 3, dtype=torch.float32)
+    log_std = torch.full((5, 6), float(np.log(config.ppo.init_std)))
+    for out in (
+        module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS],
+        module.forward_target({Columns.OBS: obs})[TARGET_NETWORK_ACTION_DIST_INPUTS],
+    ):
+        assert torch.all(out[:, :6] == 0) and torch.allclose(out[:, 6:], log_std)
+    # The target network sees the same normalised observations as the policy.
+    with torch.no_grad():
+        for p in module.pi.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    module.make_target_networks()
+    torch.testing.assert_close(
+        module.forward_target({Columns.OBS: obs})[TARGET_NETWORK_ACTION_DIST_INPUTS],
+        module.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS],
+    )
+
+    fresh = spec.build()
+    fresh.make_target_networks()
+    fresh.save_to_path(str(tmp_path / "module"))
+    base = EpisodeRunner(config.env).run(2)
+    with_residual = EpisodeRunner(config.env, residual_fn=load_residual_policy(tmp_path / "module")).run(2)
+    assert with_residual.episode_return == base.episode_return and with_residual.residual_abs_max == 0.0
+
+
+def test_short_appo_training_checkpoints_loads_and_resumes(ray_local, tmp_path):
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from rllib_paper.residual.checkpoint import find_module_dir, load_residual_policy
+    from rllib_paper.residual.rl_module import ResidualAPPOTorchRLModule
+    from rllib_paper.training.loop import Trainer, train
+    from rllib_paper.training.run_dir import latest_checkpoint
+
+    run = tmp_path / "run"
+    config = load_train_config(None, [*TINY_APPO, "stop={iterations: 2}", "checkpoint_every=1"])
+    summary = train(config, run, quiet=True)
+    assert summary["iterations"] == 2 and summary["env_steps"] >= 2 * 160
+    rows = _rows(run / "metrics.csv")
+    assert [int(r["iteration"]) for r in rows] == [1, 2]
+    for key in ("policy_loss", "vf_loss", "entropy", "mean_kl", "lr", "sample_steps_per_s", "runner_idle_fraction"):
+        assert np.isfinite(float(rows[-1][key])), key
+    assert 0 <= float(rows[-1]["runner_idle_fraction"]) < 1
+    assert int(rows[-1]["episodes"]) > 0 and np.isfinite(float(rows[-1]["success_rolling"]))
+    final = latest_checkpoint(run)
+    assert final.name == "final"
+    saved = RLModule.from_checkpoint(str(find_module_dir(final)))
+    assert isinstance(saved, ResidualAPPOTorchRLModule)
+    action = load_residual_policy(final)(np.zeros(31, dtype=np.float32))
+    assert action.shape == (6,) and np.all(np.abs(action) <= 1) and np.any(action != 0)  # it trained
+
+    resumed = load_train_config(run / "config.yaml", ["stop={iterations: 3}"])
+    assert resumed.algorithm == "appo" and resumed.appo == config.appo
+    trainer = Trainer(resumed, run, resume=True, quiet=True)
+    try:
+        algo = trainer.build()
+        assert algo.iteration == 2 and type(algo).__name__ == "APPO"
+        restored = algo.learner_group._learner.module["default_policy"].state_dict()
+        for name, value in saved.state_dict().items():
+            np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(value), err_msg=name)
+        summary = trainer.run()
+    finally:
+        trainer.stop()
+    assert summary["iterations"] == 3
+    assert [int(r["iteration"]) for r in _rows(run / "metrics.csv")] == [1, 2, 3]
+
+
+def test_appo_with_a_learner_actor_trains_asynchronously(ray_local, tmp_path):
+    """num_learners=1: the learner (and its thread) in an actor taking the second CPU, the
+    driver's updates asynchronous; the losses of an update arrive in a later iteration."""
+    from rllib_paper.training.loop import train
+
+    config = load_train_config(None, [*TINY_APPO, "learners.num_learners=1", "stop={iterations: 3}"])
+    summary = train(config, tmp_path / "run", quiet=True)
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    assert summary["iterations"] == 3 and [int(r["iteration"]) for r in rows] == [1, 2, 3]
+    assert np.isfinite(float(rows[-1]["policy_loss"])) and int(rows[-1]["episodes"]) > 0

@@ -1,6 +1,7 @@
-"""The residual policy network: RLlib's default PPO module, started as "no correction".
+"""The residual policy network: RLlib's default PPO (or APPO) module, started as "no correction".
 
-Two changes to ``DefaultPPOTorchRLModule``, both about iteration 0 behaving like the base:
+Two changes to ``DefaultPPOTorchRLModule`` (and ``DefaultAPPOTorchRLModule``, the same
+networks plus APPO's target copies), both about iteration 0 behaving like the base:
 
 * The mean's output layer is zero-initialised and the log-std is a free parameter set to
   ``log(init_std)``. The mean residual is then exactly 0 for any observation, and the
@@ -21,11 +22,16 @@ import math
 from typing import Any
 
 import torch
+from ray.rllib.algorithms.appo.torch.default_appo_torch_rl_module import DefaultAPPOTorchRLModule
 from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
 from ray.rllib.core.columns import Columns
 
 
-class ResidualPPOTorchRLModule(DefaultPPOTorchRLModule):
+class ResidualStartMixin:
+    """The residual initialisation and the fixed observation map, for any module built like
+    RLlib's default PPO module (``pi.net`` ending in the mean layer, a free ``pi.log_std``).
+    Listed before the RLlib class, so every forward pass sees normalised observations."""
+
     def setup(self) -> None:
         super().setup()
         config = self.model_config
@@ -63,3 +69,15 @@ class ResidualPPOTorchRLModule(DefaultPPOTorchRLModule):
         if embeddings is None:
             batch = self._normalized(batch)
         return super().compute_values(batch, embeddings)
+
+
+class ResidualPPOTorchRLModule(ResidualStartMixin, DefaultPPOTorchRLModule):
+    pass
+
+
+class ResidualAPPOTorchRLModule(ResidualStartMixin, DefaultAPPOTorchRLModule):
+    """APPO's learner copies ``encoder`` and ``pi`` into target networks after ``setup`` (so the
+    target starts as the base too); the target's forward pass needs the same observation map."""
+
+    def forward_target(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return super().forward_target(self._normalized(batch))

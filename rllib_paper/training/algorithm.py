@@ -1,7 +1,7 @@
-"""The RLlib algorithm a TrainConfig describes: PPO on the new API stack over the residual env.
+"""The RLlib algorithm a TrainConfig describes: PPO or APPO on the new API stack over the residual env.
 
 Everything RLlib-specific about a run is here, so the loop and the run directory never touch
-RLlib's config API, and a second algorithm is a second function beside this one.
+RLlib's config API; each algorithm is one function setting its training options.
 """
 
 from __future__ import annotations
@@ -13,26 +13,20 @@ from rllib_paper.training.config import TrainConfig
 
 
 def build_algorithm_config(config: TrainConfig):
-    """The PPOConfig for a TrainConfig (new API stack, residual env, task-metrics callback)."""
+    """The PPOConfig or APPOConfig for a TrainConfig (new API stack, residual env, task-metrics
+    callback); both share the env, runners, learners, callbacks, seed and residual module."""
     import torch
-    from ray.rllib.algorithms.ppo import PPOConfig
-    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     from rllib_paper.envs.registry import register_with_rllib
-    from rllib_paper.residual.rl_module import ResidualPPOTorchRLModule
-    from rllib_paper.sim.observation import observation_normalizer
     from rllib_paper.training.callbacks import TaskMetricsCallback
 
-    env_config = config.env
-    center, scale = observation_normalizer(env_config)
-    runners, ppo, learners = config.env_runners, config.ppo, config.learners
+    runners, learners = config.env_runners, config.learners
     use_gpu = learners.gpu == "yes" or (learners.gpu == "auto" and torch.cuda.is_available())
     if learners.gpu == "yes" and not torch.cuda.is_available():
         raise ConfigError("learners.gpu='yes': torch sees no GPU here; use 'auto' or 'no'")
-    batch_per_learner = max(1, ppo.train_batch_size // max(1, learners.num_learners))
+    algo_config = _appo_training(config) if config.algorithm == "appo" else _ppo_training(config)
     return (
-        PPOConfig()
-        .environment(register_with_rllib(), env_config=env_config.to_dict())
+        algo_config.environment(register_with_rllib(), env_config=config.env.to_dict())
         .env_runners(
             num_env_runners=runners.num_env_runners,
             num_envs_per_env_runner=runners.num_envs_per_env_runner,
@@ -42,37 +36,89 @@ def build_algorithm_config(config: TrainConfig):
             gym_env_vectorize_mode="vector_entry_point" if runners.vectorize == "vector" else "sync",
         )
         .learners(num_learners=learners.num_learners, num_gpus_per_learner=1 if use_gpu else 0)
+        .rl_module(rl_module_spec=_residual_module_spec(config))
+        .callbacks(TaskMetricsCallback)
+        .debugging(seed=config.seed, log_level="ERROR")
+    )
+
+
+def _ppo_training(config: TrainConfig):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    ppo = config.ppo
+    batch_per_learner = max(1, ppo.train_batch_size // max(1, config.learners.num_learners))
+    return PPOConfig().training(
+        lr=ppo.lr_schedule(),
+        num_epochs=ppo.num_epochs,
+        clip_param=ppo.clip_param,
+        entropy_coeff=ppo.entropy_schedule(),
+        gamma=ppo.gamma,
+        lambda_=ppo.lambda_,
+        train_batch_size_per_learner=batch_per_learner,
+        minibatch_size=min(ppo.minibatch_size, batch_per_learner),
+        vf_loss_coeff=ppo.vf_loss_coeff,
+        vf_clip_param=ppo.vf_clip_param,
+        grad_clip=ppo.grad_clip,
+        use_kl_loss=ppo.use_kl_loss,
+        kl_coeff=ppo.kl_coeff,
+        kl_target=ppo.kl_target,
+    )
+
+
+def _appo_training(config: TrainConfig):
+    """APPO: runners sample continuously; the learner trains in its own thread (in the driver
+    with num_learners=0) from a circular buffer of batches. One reported iteration is
+    ppo.train_batch_size sampled env steps, as under PPO (RLlib's IMPALA default is 10 s)."""
+    from ray.rllib.algorithms.appo import APPOConfig
+
+    ppo, appo = config.ppo, config.appo
+    return (
+        APPOConfig()
         .training(
             lr=ppo.lr_schedule(),
-            num_epochs=ppo.num_epochs,
-            clip_param=ppo.clip_param,
             entropy_coeff=ppo.entropy_schedule(),
             gamma=ppo.gamma,
-            lambda_=ppo.lambda_,
-            train_batch_size_per_learner=batch_per_learner,
-            minibatch_size=min(ppo.minibatch_size, batch_per_learner),
+            clip_param=ppo.clip_param,
             vf_loss_coeff=ppo.vf_loss_coeff,
-            vf_clip_param=ppo.vf_clip_param,
             grad_clip=ppo.grad_clip,
             use_kl_loss=ppo.use_kl_loss,
             kl_coeff=ppo.kl_coeff,
             kl_target=ppo.kl_target,
+            train_batch_size_per_learner=appo.train_batch_size,
+            minibatch_size=appo.minibatch_size,
+            num_epochs=appo.num_epochs,
+            circular_buffer_num_batches=appo.circular_buffer_num_batches,
+            circular_buffer_iterations_per_batch=appo.circular_buffer_iterations_per_batch,
+            target_network_update_freq=appo.target_network_update_freq,
+            tau=appo.tau,
+            broadcast_interval=appo.broadcast_interval,
+            timeout_s_sampler_manager=appo.sampler_wait_s,
         )
-        .rl_module(
-            rl_module_spec=RLModuleSpec(
-                module_class=ResidualPPOTorchRLModule,
-                model_config={
-                    "fcnet_hiddens": list(ppo.hiddens),
-                    "fcnet_activation": "tanh",
-                    "free_log_std": True,
-                    "init_std": ppo.init_std,
-                    "obs_center": center,
-                    "obs_scale": scale,
-                },
-            )
+        .env_runners(
+            rollout_fragment_length=appo.rollout_fragment_length,
+            max_requests_in_flight_per_env_runner=appo.max_requests_in_flight_per_env_runner,
         )
-        .callbacks(TaskMetricsCallback)
-        .debugging(seed=config.seed, log_level="ERROR")
+        .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=ppo.train_batch_size)
+    )
+
+
+def _residual_module_spec(config: TrainConfig):
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    from rllib_paper.residual.rl_module import ResidualAPPOTorchRLModule, ResidualPPOTorchRLModule
+    from rllib_paper.sim.observation import observation_normalizer
+
+    center, scale = observation_normalizer(config.env)
+    return RLModuleSpec(
+        module_class=ResidualAPPOTorchRLModule if config.algorithm == "appo" else ResidualPPOTorchRLModule,
+        model_config={
+            "fcnet_hiddens": list(config.ppo.hiddens),
+            "fcnet_activation": "tanh",
+            "free_log_std": True,
+            "init_std": config.ppo.init_std,
+            "obs_center": center,
+            "obs_scale": scale,
+        },
     )
 
 

@@ -120,6 +120,70 @@ def _linear_schedule(start: float, final: float | None, steps: int) -> float | l
     return start if final is None else [[0, start], [steps, final]]
 
 
+ALGORITHMS = ("appo", "ppo")
+
+
+@dataclass(frozen=True)
+class APPOSection:
+    """APPO-only settings (``algorithm: appo``): asynchronous PPO (IMPACT) on RLlib's IMPALA machinery.
+
+    Everything APPO shares with PPO comes from the ``ppo:`` section: lr (and its anneal),
+    entropy_coeff (and its decay), gamma, clip_param, vf_loss_coeff, grad_clip, use_kl_loss,
+    kl_coeff, kl_target, hiddens, init_std, and ``ppo.train_batch_size`` as the env steps that
+    make one reported iteration (a metrics row, the checkpoint cadence), so iteration counts
+    mean the same under both algorithms. APPO does not use ppo.lambda_ (V-trace has no lambda
+    here), ppo.vf_clip_param, ppo.num_epochs or ppo.minibatch_size. V-trace is always on:
+    RLlib 2.60 refuses vtrace=False.
+    """
+
+    # Each learner update is PPO's on a smaller batch: num_epochs passes in minibatches over
+    # train_batch_size env steps (40 gradient steps per 1000 env steps, PPO's defaults' rate),
+    # with V-trace and IMPACT's clipped target correcting the lag between runner and learner.
+    train_batch_size: int = 1000  # env steps per update; a multiple of rollout_fragment_length
+    rollout_fragment_length: int = 50  # steps each env samples per request; V-trace's trajectory length
+    minibatch_size: int | None = 250  # a multiple of rollout_fragment_length; null: the whole batch
+    num_epochs: int = 10
+    # The learner's in-queue holds N batches, each drawn at most K times (IMPACT's replay).
+    # K=1 with epochs above: RLlib 2.60 returns one result per update() call but its learner
+    # thread queues one per gradient update, so K>1 grows that queue without bound (K-1 per batch).
+    circular_buffer_num_batches: int = 4
+    circular_buffer_iterations_per_batch: int = 1
+    # The target ("old") policy that clip, IS ratio and KL refer to is refreshed once
+    # freq * N * K * train_batch_size trained env steps have passed; RLlib counts a batch as
+    # trained once per minibatch step, so 1 refreshes it at every batch (PPO's old policy).
+    target_network_update_freq: float = 1.0
+    tau: float = 1.0  # 1: the target is copied (IMPACT's hard update); <1: Polyak averaging
+    broadcast_interval: int = 1  # training steps between pushes of the weights the runners pull
+    # Sample requests queued per runner. Runners pull the newest weights when a request starts
+    # (not when it is queued), so depth costs no policy lag; it keeps runners sampling while the
+    # driver waits for the learner thread to finish an update (num_learners=0).
+    max_requests_in_flight_per_env_runner: int = 8
+    # How long the driver blocks waiting for samples per training step; RLlib's 0 busy-polls,
+    # which on few cores takes CPU and the GIL from the learner thread in the same process.
+    sampler_wait_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        _check_int("appo.rollout_fragment_length", self.rollout_fragment_length, 1, 100_000)
+        _check_int("appo.train_batch_size", self.train_batch_size, self.rollout_fragment_length)
+        for name in ("train_batch_size", "minibatch_size"):
+            value = getattr(self, name)
+            if value is not None and isinstance(value, int) and value % self.rollout_fragment_length:
+                raise ConfigError(
+                    f"appo.{name}={value}: must be a multiple of "
+                    f"appo.rollout_fragment_length={self.rollout_fragment_length}"
+                )
+        if self.minibatch_size is not None:
+            _check_int("appo.minibatch_size", self.minibatch_size, 1, self.train_batch_size)
+        _check_int("appo.num_epochs", self.num_epochs, 1, 1000)
+        _check_int("appo.circular_buffer_num_batches", self.circular_buffer_num_batches, 1, 10_000)
+        _check_int("appo.circular_buffer_iterations_per_batch", self.circular_buffer_iterations_per_batch, 1, 10_000)
+        _check_range("appo.target_network_update_freq", self.target_network_update_freq, 0.0, 1e6, low_open=True)
+        _check_range("appo.tau", self.tau, 0.0, 1.0, low_open=True)
+        _check_int("appo.broadcast_interval", self.broadcast_interval, 1, 10_000)
+        _check_int("appo.max_requests_in_flight_per_env_runner", self.max_requests_in_flight_per_env_runner, 1, 100)
+        _check_range("appo.sampler_wait_s", self.sampler_wait_s, 0.0, 60.0)
+
+
 @dataclass(frozen=True)
 class EnvRunnersSection:
     """Where sampling runs: each runner is a Ray actor with its own MuJoCo envs."""
@@ -180,7 +244,9 @@ class StopSection:
 @dataclass(frozen=True)
 class TrainConfig:
     env: EnvConfig = field(default_factory=default_train_env)  # the same schema as every command's env
-    ppo: PPOSection = field(default_factory=PPOSection)
+    algorithm: str = "ppo"  # "ppo" (synchronous) | "appo" (learns while sampling; settings in appo:)
+    ppo: PPOSection = field(default_factory=PPOSection)  # PPO, and what APPO shares with it
+    appo: APPOSection = field(default_factory=APPOSection)
     env_runners: EnvRunnersSection = field(default_factory=EnvRunnersSection)
     learners: LearnersSection = field(default_factory=LearnersSection)
     stop: StopSection = field(default_factory=lambda: StopSection(iterations=10))
@@ -190,6 +256,8 @@ class TrainConfig:
     address: str | None = None  # Ray address ("auto" joins a running cluster); None: local Ray or RAY_ADDRESS
 
     def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm={self.algorithm!r}: allowed values are {sorted(ALGORITHMS)}")
         _check_int("seed", self.seed, 0, 2**31 - 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         _check_int("success_window", self.success_window, 1)

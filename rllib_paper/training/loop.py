@@ -165,11 +165,12 @@ def train(
     on_iteration: OnIteration | None = None,
     quiet: bool = False,
 ) -> dict[str, Any]:
-    """Train (or resume) residual PPO into ``out``; returns the run summary (also summary.json)."""
+    """Train (or resume) the residual (PPO or APPO) into ``out``; returns the run summary (also summary.json)."""
     run_dir = RunDirectory(out)
     if resume and run_dir.config_path.is_file():
         saved = load_train_config(run_dir.config_path)
-        changed = [name for name in ("env", "ppo", "seed") if getattr(saved, name) != getattr(config, name)]
+        fixed = ("env", "algorithm", "ppo", "appo", "seed")
+        changed = [name for name in fixed if getattr(saved, name) != getattr(config, name)]
         if changed:
             raise ConfigError(
                 f"--resume: {', '.join(changed)} differ from the run in {out} (its config.yaml); "

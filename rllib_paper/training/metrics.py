@@ -98,7 +98,13 @@ class MetricsLog:
         sampled = int(runners.get("num_env_steps_sampled", 0) or 0)
         self.env_steps += sampled
         learner = result.get("learners", {}).get("default_policy", {})
-        sample_seconds = _to_float(result.get("timers", {}).get("env_runner_sampling_timer"))
+        # PPO times its synchronous sampling phase; APPO's runners sample through the whole
+        # iteration (there is no such phase), so its sampling time is the iteration's.
+        timers = result.get("timers", {})
+        sample_seconds = _to_float(timers.get("env_runner_sampling_timer", result.get("time_this_iter_s")))
+        # Each runner's own smoothed means per sample request: time sampling, and time waiting
+        # for the next request (under PPO: the learner update; under APPO: ~0).
+        busy, idle = _to_float(runners.get("sample")), _to_float(runners.get("time_between_sampling"))
         n = len(episodes)
 
         def mean(key: str) -> float:
@@ -124,6 +130,7 @@ class MetricsLog:
             "lr": _to_float(learner.get("default_optimizer_learning_rate")),
             "sample_seconds": sample_seconds,
             "sample_steps_per_s": sampled / sample_seconds if sample_seconds and sample_seconds > 0 else float("nan"),
+            "runner_idle_fraction": idle / (idle + busy) if idle + busy > 0 else float("nan"),
             "iteration_seconds": _to_float(result.get("time_this_iter_s")),
             "wall_seconds_total": round(self.wall_seconds, 3),
             "nodes": len({e["node_id"] for e in episodes}),
