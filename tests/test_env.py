@@ -260,7 +260,6 @@ def test_paper_flung_too_fast_is_unstable():
 
 
 def test_register_with_rllib_builds_env_from_env_context():
-    pytest.importorskip("ray")
     from ray.rllib.env.env_context import EnvContext
     from ray.tune.registry import ENV_CREATOR, _global_registry
 

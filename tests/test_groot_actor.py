@@ -6,8 +6,6 @@ import threading
 import numpy as np
 import pytest
 
-pytest.importorskip("ray")
-
 
 def _kill(ray, handle):
     with contextlib.suppress(Exception):

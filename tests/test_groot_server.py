@@ -9,14 +9,13 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 
-zmq = pytest.importorskip("zmq")
-
-from rllib_paper.policies.groot import wire  # noqa: E402
-from rllib_paper.policies.groot.client import GrootClient, GrootServerError, GrootTimeout  # noqa: E402
-from rllib_paper.policies.groot.config import load_mapping  # noqa: E402
-from rllib_paper.policies.groot.mapping import GrootMapping  # noqa: E402
-from rllib_paper.policies.groot.server import PolicyServer  # noqa: E402
+from rllib_paper.policies.groot import wire
+from rllib_paper.policies.groot.client import GrootClient, GrootServerError, GrootTimeout
+from rllib_paper.policies.groot.config import load_mapping
+from rllib_paper.policies.groot.mapping import GrootMapping
+from rllib_paper.policies.groot.server import PolicyServer
 
 SMALL = {"image_size": (48, 64), "render_shadows": False, "render_samples": 0, "sim_state_key": "state.sim"}
 
