@@ -104,7 +104,7 @@ def test_dead_server_times_out_then_a_fresh_socket_reaches_a_new_one():
     start = time.monotonic()
     with pytest.raises(GrootTimeout, match=r"did not answer 'get_modality_config' within 0\.5 s"):
         client.get_modality_config()
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 5  # the timeout's error, not a hang (10x its 0.5 s: loaded CI machines)
     assert client.ping() is False
     srv = PolicyServer("zero", load_mapping("so100"), port=port)
     srv.bind()
@@ -135,7 +135,7 @@ def test_serve_policy_command_with_latency_then_killed():
         start = time.monotonic()
         with pytest.raises(GrootTimeout, match="is it running"):
             client.get_modality_config()
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 5  # 10x the 0.5 s timeout
     finally:
         if proc.poll() is None:
             proc.kill()
