@@ -5,6 +5,7 @@ import contextlib
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -193,6 +194,12 @@ def _train_cmd(out, *extra):
     return [sys.executable, "-m", "rllib_paper.cli", "train", *sets, *extra, "--out", str(out), "--quiet"]
 
 
+def _saved_optimizer_state(checkpoint: Path) -> dict:
+    """The policy's torch optimizer state as RLlib wrote it into an Algorithm checkpoint."""
+    with open(checkpoint / "learner_group" / "learner" / "state.pkl", "rb") as fh:
+        return pickle.load(fh)["optimizer"]["default_policy_default_optimizer"]["state"]
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_tmp):
     out = tmp_path / "run"
     env = {**os.environ, "RAY_TMPDIR": short_tmp}
@@ -237,7 +244,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
         restored = learner.module["default_policy"].state_dict()
         for name, value in saved.items():
             np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(value), err_msg=name)
-        assert learner.get_optimizer().state_dict()["state"], "Adam moments were not restored"
+        # Adam's moments and step counts are the checkpoint's, exactly (not merely present).
+        saved_adam = _saved_optimizer_state(latest_checkpoint(out))
+        restored_adam = learner.get_optimizer().state_dict()
+        assert saved_adam["state"] and sorted(restored_adam["state"]) == sorted(saved_adam["state"])
+        for index, moments in saved_adam["state"].items():
+            assert float(moments["step"]) > 0
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                restored_value = np.asarray(restored_adam["state"][index][key])
+                np.testing.assert_array_equal(restored_value, np.asarray(moments[key]), err_msg=f"{index} {key}")
+        assert restored_adam["param_groups"][0]["lr"] == saved_adam["param_groups"][0]["lr"]
         summary = trainer.run()
     finally:
         trainer.stop()
