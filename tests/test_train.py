@@ -188,6 +188,38 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
         train(config, run, quiet=True)
 
 
+def test_iteration_0_checkpoint_from_train_evaluates_exactly_as_the_base(ray_local, tmp_path, monkeypatch, capsys):
+    """`rllib-paper train` stopped before its first update writes the iteration-0 residual;
+    `rllib-paper eval --checkpoint` of it must reproduce the base alone, episode for episode."""
+    import pandas as pd
+
+    from rllib_paper.cli import main
+    from rllib_paper.training.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "_stop_reason", lambda self: "stopped before the first update")
+    sets = [a for item in TINY for a in ("--set", item)]
+    assert main(["train", *sets, "--set", "stop={iterations: 1}", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"]
+    assert summary["iterations"] == 0 and summary["final_checkpoint"].endswith("checkpoints/final")
+    common = ["--episodes", "3", "--seed", "1000", "--dr", "phase2", "--workers", "1", "--max-steps", "150"]
+    common += ["--no-progress"]
+    checkpoint = summary["final_checkpoint"]
+    assert main(["eval", "--checkpoint", checkpoint, "--out", str(tmp_path / "residual"), *common]) == 0
+    assert main(["eval", "--policy", "scripted", "--out", str(tmp_path / "base"), *common]) == 0
+    residual, base = (
+        pd.read_parquet(tmp_path / name / "episodes.parquet").drop(columns=["wall_seconds", "node_id", "worker_pid"])
+        for name in ("residual", "base")
+    )
+    assert list(residual["seed"]) == [1000, 1001, 1002]
+    assert residual["steps"].min() > 100  # long enough that the pusher drives the sheet
+    # Return, success step and final pose summarise every step: one differing target would show.
+    magnitudes = ["residual_abs_mean", "residual_abs_max"]
+    pd.testing.assert_frame_equal(residual.drop(columns=magnitudes), base.drop(columns=magnitudes))
+    assert (residual[magnitudes] == 0.0).all().all() and (base[magnitudes] == 0.0).all().all()
+    report = json.loads((tmp_path / "residual" / "report.json").read_text())
+    assert report["config"]["checkpoint"] == checkpoint and report["config"]["env_config"]["residual"]["scale"] == 0.05
+
+
 # ---------------------------------------------------------------------------- kill and resume
 def _train_cmd(out, *extra):
     sets = [a for item in TINY for a in ("--set", item)]
