@@ -24,7 +24,8 @@ def default_model():
 @pytest.fixture(scope="session")
 def ray_local(tmp_path_factory):
     """One local Ray for the session, its files under pytest's tmp dir; shut down at the end."""
-    ray = pytest.importorskip("ray")
+    import ray
+
     if not ray.is_initialized():
         ray.init(
             num_cpus=2,

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -172,8 +171,7 @@ def test_submit_to_a_silent_server_fails_within_its_timeout():
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)  # the kernel accepts connections; nobody ever answers them
-    try:
-        started = time.monotonic()
+    try:  # a hang would run into the subprocess timeout (TimeoutExpired): the error is what counts
         done = _submit_cli(
             "--address",
             f"http://127.0.0.1:{server.getsockname()[1]}",
@@ -187,7 +185,6 @@ def test_submit_to_a_silent_server_fails_within_its_timeout():
         )
         assert done.returncode == 3, done.stderr
         assert "no Ray job server answered within 2 s" in done.stderr
-        assert time.monotonic() - started < 45
     finally:
         server.close()
 

@@ -5,12 +5,16 @@ pinned as ``scripted?max_turn_detour=3.1416``. If a pusher edit silently changed
 every committed comparison would stop describing the code, and this test says so.
 """
 
+import json
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from rllib_paper.evaluation.episodes import run_episode
+from rllib_paper.evaluation.report import mcnemar
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 REPORTS = {
@@ -137,3 +141,84 @@ def test_the_headline_checkpoint_loads_as_a_residual_policy():
     act = load_residual_policy(HEADLINE)
     out = act(np.zeros(RESIDUAL_OBS_DIM, dtype=np.float32))
     assert out.shape == (6,) and np.isfinite(out).all() and np.abs(out).max() > 0
+
+
+# Every committed paired comparison and the two evaluations it compared (results/-relative).
+# The entropy runs evaluated no base of their own: they were compared with the first run's.
+HEADLINE_BASE = "experiment_scripted_phase2/eval_base"
+COMPARISONS = {
+    "compare_zero_vs_scripted_phase2.json": ("eval_zero_phase2", "eval_scripted_phase2"),
+    "experiment_scripted_phase2/comparison.json": (HEADLINE_BASE, "experiment_scripted_phase2/eval_residual"),
+    "experiment_scripted_phase2/comparison_best.json": (
+        HEADLINE_BASE,
+        "experiment_scripted_phase2/eval_residual_best",
+    ),
+    "experiment_scripted_phase2_anneal/comparison.json": (
+        "experiment_scripted_phase2_anneal/eval_base",
+        "experiment_scripted_phase2_anneal/eval_residual",
+    ),
+    "experiment_scripted_phase2_anneal_seed1/comparison.json": (
+        "experiment_scripted_phase2_anneal_seed1/eval_base",
+        "experiment_scripted_phase2_anneal_seed1/eval_residual",
+    ),
+    "experiment_scripted_phase2_anneal_seed1/compare_residual_seed0_vs_seed1.json": (
+        "experiment_scripted_phase2_anneal/eval_residual",
+        "experiment_scripted_phase2_anneal_seed1/eval_residual",
+    ),
+    "experiment_scripted_phase2_detour/comparison.json": (
+        "experiment_scripted_phase2_detour/eval_base",
+        "experiment_scripted_phase2_detour/eval_residual",
+    ),
+    "experiment_scripted_phase2_entropy0/comparison.json": (
+        HEADLINE_BASE,
+        "experiment_scripted_phase2_entropy0/eval_residual",
+    ),
+    "experiment_scripted_phase2_entropy_decay/comparison.json": (
+        HEADLINE_BASE,
+        "experiment_scripted_phase2_entropy_decay/eval_residual",
+    ),
+    "experiment_zero_phase2/comparison.json": (
+        "experiment_zero_phase2/eval_base",
+        "experiment_zero_phase2/eval_residual",
+    ),
+}
+
+
+def _exact_mcnemar_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar: twice the smaller binomial tail of the discordant pairs at 1/2."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(only_a, only_b) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2**n)))
+
+
+def test_every_committed_comparison_is_checked():
+    found = {p.relative_to(RESULTS).as_posix() for p in RESULTS.rglob("*.json") if p.name.startswith("compar")}
+    assert found == set(COMPARISONS)
+
+
+@pytest.mark.parametrize("name", sorted(COMPARISONS))
+def test_committed_mcnemar_p_is_recomputed_from_the_committed_tables(name):
+    committed = json.loads((RESULTS / name).read_text())
+    a, b = (pd.read_parquet(RESULTS / d / "episodes.parquet")[["seed", "success"]] for d in COMPARISONS[name])
+    assert a["seed"].is_unique and b["seed"].is_unique and set(a["seed"]) == set(b["seed"])
+    pairs = dict(zip(a["seed"], a["success"].astype(bool), strict=True))
+    counts = {"both": 0, "only_a": 0, "only_b": 0, "neither": 0}
+    for seed, success_b in zip(b["seed"], b["success"].astype(bool), strict=True):
+        success_a = pairs[seed]
+        key = "both" if success_a and success_b else "only_a" if success_a else "only_b" if success_b else "neither"
+        counts[key] += 1
+    assert committed["episodes"] == len(a) and committed["table"] == counts
+    p_value = _exact_mcnemar_p(counts["only_a"], counts["only_b"])
+    assert committed["mcnemar_exact_p"] == pytest.approx(p_value, rel=1e-9)
+    recomputed = mcnemar(a, b)  # today's code gives the committed answer too
+    assert recomputed["table"] == counts and recomputed["mcnemar_exact_p"] == pytest.approx(p_value, rel=1e-9)
+    for side, frame in (("success_a", a), ("success_b", b)):
+        successes = int(frame["success"].sum())
+        assert committed[side]["successes"] == successes and committed[side]["episodes"] == len(frame)
+    # The experiment summary beside a comparison quotes the same test.
+    summary = RESULTS / name.rsplit("/", 1)[0] / "experiment.json"
+    if name.endswith("/comparison.json") and summary.is_file():
+        experiment = json.loads(summary.read_text())
+        assert experiment["paired_table"] == counts and experiment["mcnemar_exact_p"] == committed["mcnemar_exact_p"]

@@ -1,8 +1,13 @@
 """Distributed evaluation: worker-count independence, resume, worker death, reports, paired test."""
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +21,7 @@ from rllib_paper.evaluation.report import mcnemar
 # Short episodes keep the suite fast; the logic is the same.
 SHORT = coerce_env_config(default_eval_env(), task={"max_steps": 45})
 VOLATILE = ["wall_seconds", "node_id", "worker_pid"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _config(tmp_path, name, **kw):
@@ -74,6 +80,50 @@ def test_interrupt_then_resume_runs_only_missing_seeds(ray_local, tmp_path):
     assert resumed.episodes_run == 6 and report["complete"] and report["episodes_done"] == 12
     full = evaluate(_config(tmp_path, "uninterrupted", workers=2))
     pd.testing.assert_frame_equal(_stable(tmp_path / "resume"), _stable(tmp_path / "uninterrupted"))
+    assert report["results"] == full["results"]
+
+
+def test_eval_driver_killed_with_sigkill_then_resumed(ray_local, tmp_path, short_tmp, capsys):
+    """`rllib-paper eval` killed with SIGKILL after its first shard (no handler runs, no partial
+    report): `--resume` runs exactly the missing seeds and the table equals an uninterrupted run's."""
+    out = tmp_path / "killed"
+    args = ["--policy", "scripted", "--episodes", "16", "--seed", "100", "--dr", "phase2", "--workers", "1"]
+    args += ["--shard-size", "2", "--max-steps", "150", "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rllib_paper", "eval", *args],
+        cwd=ROOT,
+        env={**os.environ, "RAY_TMPDIR": short_tmp},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while not any((out / "shards").glob("shard-*.parquet")):
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no shard written within 300 s"
+            time.sleep(0.02)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started, mid-evaluation
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    kept = {f.name: f.read_bytes() for f in (out / "shards").glob("shard-*.parquet")}
+    before = sorted(int(seed) for f in kept for seed in pd.read_parquet(out / "shards" / f)["seed"])
+    assert 2 <= len(before) < 16 and not (out / "report.json").exists(), "killed before the end: no report"
+
+    assert main(["eval", *args]) != 0 and "pass --resume" in capsys.readouterr().err  # no silent overwrite
+    assert main(["eval", *args, "--resume"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["complete"] and report["episodes_done"] == 16
+    shards = {f.name: f for f in (out / "shards").glob("shard-*.parquet")}
+    assert all(shards[name].read_bytes() == data for name, data in kept.items()), "a finished shard was rerun"
+    rerun = sorted(int(seed) for name, f in shards.items() if name not in kept for seed in pd.read_parquet(f)["seed"])
+    assert rerun == sorted(set(range(100, 116)) - set(before)), "resume ran other than exactly the missing seeds"
+    table = pd.read_parquet(out / "episodes.parquet")
+    assert sorted(table["seed"]) == list(range(100, 116)) and table["seed"].is_unique
+    full = evaluate(_config(tmp_path, "whole", episodes=16, workers=2, shard_size=5, env={"task": {"max_steps": 150}}))
+    pd.testing.assert_frame_equal(_stable(out), _stable(tmp_path / "whole"))
     assert report["results"] == full["results"]
 
 

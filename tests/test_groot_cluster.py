@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray")
-pytest.importorskip("zmq")
-
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY_MS = 20
 SMALL = {"image_size": [48, 64], "render_shadows": False, "render_samples": 0, "sim_state_key": "state.sim"}

@@ -9,14 +9,13 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 
-zmq = pytest.importorskip("zmq")
-
-from rllib_paper.policies.groot import wire  # noqa: E402
-from rllib_paper.policies.groot.client import GrootClient, GrootServerError, GrootTimeout  # noqa: E402
-from rllib_paper.policies.groot.config import load_mapping  # noqa: E402
-from rllib_paper.policies.groot.mapping import GrootMapping  # noqa: E402
-from rllib_paper.policies.groot.server import PolicyServer  # noqa: E402
+from rllib_paper.policies.groot import wire
+from rllib_paper.policies.groot.client import GrootClient, GrootServerError, GrootTimeout
+from rllib_paper.policies.groot.config import load_mapping
+from rllib_paper.policies.groot.mapping import GrootMapping
+from rllib_paper.policies.groot.server import PolicyServer
 
 SMALL = {"image_size": (48, 64), "render_shadows": False, "render_samples": 0, "sim_state_key": "state.sim"}
 
@@ -105,7 +104,7 @@ def test_dead_server_times_out_then_a_fresh_socket_reaches_a_new_one():
     start = time.monotonic()
     with pytest.raises(GrootTimeout, match=r"did not answer 'get_modality_config' within 0\.5 s"):
         client.get_modality_config()
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 5  # the timeout's error, not a hang (10x its 0.5 s: loaded CI machines)
     assert client.ping() is False
     srv = PolicyServer("zero", load_mapping("so100"), port=port)
     srv.bind()
@@ -136,7 +135,7 @@ def test_serve_policy_command_with_latency_then_killed():
         start = time.monotonic()
         with pytest.raises(GrootTimeout, match="is it running"):
             client.get_modality_config()
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 5  # 10x the 0.5 s timeout
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -11,7 +11,7 @@ from rllib_paper.config import DR_PRESETS, EnvConfig, PhysicsConfig, TaskConfig
 from rllib_paper.envs.residual import ResidualPaperEnv
 from rllib_paper.policies.base import ConstantTargetPolicy
 from rllib_paper.sim.observation import FINGERTIP, SHEET_XY
-from rllib_paper.sim.scene import SceneIds, build_model
+from rllib_paper.sim.scene import BIT_ARM, BIT_PAD, BIT_PAPER, BIT_STATIC, SceneIds, build_model
 
 
 def test_model_loads_with_robot_and_task_objects(default_model):
@@ -56,7 +56,7 @@ def test_tape_is_stickier_than_table(default_model):
     assert np.allclose(tops, frame_z, atol=1e-9)
 
 
-def test_only_primitive_fingertips_and_forearm_hulls_collide(default_model):
+def test_only_the_two_fingertip_spheres_and_forearm_hulls_collide(default_model):
     model, ids = default_model
     arm_colliders = [
         g
@@ -66,14 +66,30 @@ def test_only_primitive_fingertips_and_forearm_hulls_collide(default_model):
     ]
     bodies = {model.body(int(model.geom_bodyid[g])).name for g in arm_colliders}
     assert bodies == {"so101/upper_arm", "so101/lower_arm", "so101/gripper", "so101/moving_jaw_so101_v1"}
-    for g in arm_colliders:
-        body = model.body(int(model.geom_bodyid[g])).name
-        if body in ("so101/gripper", "so101/moving_jaw_so101_v1"):
-            assert int(model.geom_type[g]) in (int(mujoco.mjtGeom.mjGEOM_BOX), int(mujoco.mjtGeom.mjGEOM_SPHERE))
-            assert model.geom_conaffinity[g] & model.geom_contype[ids.paper_geom]
-        else:  # forearm hulls may touch the table, never the sheet
-            assert not model.geom_contype[g] & model.geom_conaffinity[ids.paper_geom]
-            assert not model.geom_conaffinity[g] & model.geom_contype[ids.paper_geom]
+    jaw_colliders = [
+        g
+        for body in ("so101/gripper", "so101/moving_jaw_so101_v1")
+        for g in arm_colliders
+        if model.body(int(model.geom_bodyid[g])).name == body
+    ]
+    # The jaws touch the world through exactly the two 4 mm spheres, one per jaw, and nothing else.
+    assert [model.geom(g).name for g in jaw_colliders] == ["so101/fingertip", "so101/moving_fingertip"]
+    assert sorted(jaw_colliders) == sorted(int(g) for g in ids.pad_geoms) and ids.fingertip_geom == jaw_colliders[0]
+    for g in jaw_colliders:
+        assert int(model.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_SPHERE)
+        assert model.geom_size[g][0] == pytest.approx(0.004)
+        assert model.geom_contype[g] == BIT_PAD and model.geom_conaffinity[g] == BIT_STATIC | BIT_PAPER
+        assert model.geom_conaffinity[g] & model.geom_contype[ids.paper_geom]
+    # The package's box jaw pads stay inert: a tilted box corner reaches below the tip.
+    for name in ("so101/fixed_jaw_pad", "so101/moving_jaw_pad"):
+        pad = model.geom(name).id
+        assert int(model.geom_type[pad]) == int(mujoco.mjtGeom.mjGEOM_BOX)
+        assert model.geom_contype[pad] == 0 and model.geom_conaffinity[pad] == 0
+    for g in set(arm_colliders) - set(jaw_colliders):  # forearm hulls may touch the table, never the sheet
+        assert int(model.geom_type[g]) == int(mujoco.mjtGeom.mjGEOM_MESH)
+        assert model.geom_contype[g] == BIT_ARM and model.geom_conaffinity[g] == BIT_STATIC
+        assert not model.geom_contype[g] & model.geom_conaffinity[ids.paper_geom]
+        assert not model.geom_conaffinity[g] & model.geom_contype[ids.paper_geom]
 
 
 def test_1000_steps_stable_and_resting_paper_does_not_sink():

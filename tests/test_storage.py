@@ -5,6 +5,7 @@ gs://: the same pyarrow.fs code path, without credentials."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -68,13 +69,24 @@ def test_final_mirror_pass_runs_when_the_command_fails(tmp_path):
     assert (tmp_path / "run" / "shards" / "shard_0.json").is_file(), "finished work reaches storage"
 
 
-def test_local_copy_downloads_a_checkpoint_uri_once(tmp_path):
+def test_local_copy_downloads_a_checkpoint_uri_once(tmp_path, monkeypatch):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "module.pt").write_bytes(b"weights")
     uri = f"file://{tmp_path / 'ckpt'}"
+    pulls = []
+    pull = RunMirror.pull
+    monkeypatch.setattr(RunMirror, "pull", lambda self: pulls.append(self.uri) or pull(self))
     first = local_copy(uri)
-    assert (first / "module.pt").read_bytes() == b"weights"
-    assert local_copy(uri) == first
+    try:
+        assert (first / "module.pt").read_bytes() == b"weights" and first != tmp_path / "ckpt"
+        assert pulls == [uri]
+        # Later calls on this node read the cached copy: no second download, even with the URI gone.
+        shutil.rmtree(tmp_path / "ckpt")
+        assert local_copy(uri) == first and local_copy(uri) == first
+        assert pulls == [uri], "every call downloaded the checkpoint again"
+        assert (first / "module.pt").read_bytes() == b"weights"
+    finally:
+        shutil.rmtree(first, ignore_errors=True)
     assert local_copy("/some/local/path").as_posix() == "/some/local/path"
     with pytest.raises(FileNotFoundError, match="no files under that URI"):
         local_copy(f"file://{tmp_path / 'missing'}")

@@ -5,6 +5,7 @@ import contextlib
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -188,10 +189,48 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
         train(config, run, quiet=True)
 
 
+def test_iteration_0_checkpoint_from_train_evaluates_exactly_as_the_base(ray_local, tmp_path, monkeypatch, capsys):
+    """`rllib-paper train` stopped before its first update writes the iteration-0 residual;
+    `rllib-paper eval --checkpoint` of it must reproduce the base alone, episode for episode."""
+    import pandas as pd
+
+    from rllib_paper.cli import main
+    from rllib_paper.training.loop import Trainer
+
+    monkeypatch.setattr(Trainer, "_stop_reason", lambda self: "stopped before the first update")
+    sets = [a for item in TINY for a in ("--set", item)]
+    assert main(["train", *sets, "--set", "stop={iterations: 1}", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["train"]
+    assert summary["iterations"] == 0 and summary["final_checkpoint"].endswith("checkpoints/final")
+    common = ["--episodes", "3", "--seed", "1000", "--dr", "phase2", "--workers", "1", "--max-steps", "150"]
+    common += ["--no-progress"]
+    checkpoint = summary["final_checkpoint"]
+    assert main(["eval", "--checkpoint", checkpoint, "--out", str(tmp_path / "residual"), *common]) == 0
+    assert main(["eval", "--policy", "scripted", "--out", str(tmp_path / "base"), *common]) == 0
+    residual, base = (
+        pd.read_parquet(tmp_path / name / "episodes.parquet").drop(columns=["wall_seconds", "node_id", "worker_pid"])
+        for name in ("residual", "base")
+    )
+    assert list(residual["seed"]) == [1000, 1001, 1002]
+    assert residual["steps"].min() > 100  # long enough that the pusher drives the sheet
+    # Return, success step and final pose summarise every step: one differing target would show.
+    magnitudes = ["residual_abs_mean", "residual_abs_max"]
+    pd.testing.assert_frame_equal(residual.drop(columns=magnitudes), base.drop(columns=magnitudes))
+    assert (residual[magnitudes] == 0.0).all().all() and (base[magnitudes] == 0.0).all().all()
+    report = json.loads((tmp_path / "residual" / "report.json").read_text())
+    assert report["config"]["checkpoint"] == checkpoint and report["config"]["env_config"]["residual"]["scale"] == 0.05
+
+
 # ---------------------------------------------------------------------------- kill and resume
 def _train_cmd(out, *extra):
     sets = [a for item in TINY for a in ("--set", item)]
     return [sys.executable, "-m", "rllib_paper.cli", "train", *sets, *extra, "--out", str(out), "--quiet"]
+
+
+def _saved_optimizer_state(checkpoint: Path) -> dict:
+    """The policy's torch optimizer state as RLlib wrote it into an Algorithm checkpoint."""
+    with open(checkpoint / "learner_group" / "learner" / "state.pkl", "rb") as fh:
+        return pickle.load(fh)["optimizer"]["default_policy_default_optimizer"]["state"]
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_tmp):
@@ -239,7 +278,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(ray_local, tmp_path, short_
         restored = learner.module["default_policy"].state_dict()
         for name, value in saved.items():
             np.testing.assert_array_equal(np.asarray(restored[name]), np.asarray(value), err_msg=name)
-        assert learner.get_optimizer().state_dict()["state"], "Adam moments were not restored"
+        # Adam's moments and step counts are the checkpoint's, exactly (not merely present).
+        saved_adam = _saved_optimizer_state(latest_checkpoint(out))
+        restored_adam = learner.get_optimizer().state_dict()
+        assert saved_adam["state"] and sorted(restored_adam["state"]) == sorted(saved_adam["state"])
+        for index, moments in saved_adam["state"].items():
+            assert float(moments["step"]) > 0
+            for key in ("step", "exp_avg", "exp_avg_sq"):
+                restored_value = np.asarray(restored_adam["state"][index][key])
+                np.testing.assert_array_equal(restored_value, np.asarray(moments[key]), err_msg=f"{index} {key}")
+        assert restored_adam["param_groups"][0]["lr"] == saved_adam["param_groups"][0]["lr"]
         summary = trainer.run()
     finally:
         trainer.stop()
@@ -343,7 +391,12 @@ def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray
     assert base["config"]["checkpoint"] is None and residual["config"]["checkpoint"].endswith("checkpoints/final")
     # The evaluation used the residual gain the checkpoint was trained with.
     assert residual["config"]["env"]["residual"]["scale"] == 0.05
-    assert residual["results"]["means"]["residual_abs_mean"]["mean"] >= 0
+    # The trained residual acted (one PPO update moved its mean off zero); the base run had none.
+    assert residual["results"]["means"]["residual_abs_mean"]["mean"] > 0
+    assert base["results"]["means"]["residual_abs_mean"]["mean"] == 0
+    assert (
+        residual["results"]["success"]["successes"] == result["paired_table"]["both"] + result["paired_table"]["only_b"]
+    )
     # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
     again = run_experiment(config)
     assert again["paired_table"] == result["paired_table"] and again["training"] == result["training"]
