@@ -16,6 +16,9 @@
    training budget gives.
 
 Every step resumes: rerunning the command after an interruption finishes what is missing.
+A base policy that fails stops the experiment with ``BasePolicyFailed`` (training refuses an
+unreachable server and stops on a failed episode; an evaluation whose base failed is not
+compared), so no comparison is ever computed from episodes the base did not play.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rllib_paper.config import preset_name
-from rllib_paper.evaluation.distributed import EvalConfig, evaluate, trained_env_config
+from rllib_paper.evaluation.distributed import EvalConfig, evaluate, raise_for_base_failures, trained_env_config
 from rllib_paper.evaluation.report import format_comparison, load_episodes, mcnemar
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.training.config import TrainConfig
@@ -48,19 +51,22 @@ class ExperimentConfig:
 
 
 def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None) -> dict[str, Any]:
-    return evaluate(
+    out = Path(config.out) / name
+    report = evaluate(
         EvalConfig(
             env=env or config.train.env,  # base and base + residual on the env the residual was trained in
             checkpoint=checkpoint,
             episodes=config.episodes,
             seed=config.seed,
             workers=config.workers,
-            out=str(Path(config.out) / name),
+            out=str(out),
             resume=True,
             address=config.train.address,
             progress=config.progress,
         )
     )
+    raise_for_base_failures(report, out)  # episodes the base did not play are not compared
+    return report
 
 
 def run_experiment(config: ExperimentConfig) -> dict[str, Any]:

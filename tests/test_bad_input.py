@@ -19,6 +19,15 @@ def _damaged(tmp_path, relative: str, keep_bytes: int) -> Path:
     return copy
 
 
+def _forbid_ray(monkeypatch) -> list:
+    """Record any attempt to start or join Ray (another test may have left one running)."""
+    import ray
+
+    calls = []
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: calls.append((args, kwargs)))
+    return calls
+
+
 @pytest.mark.parametrize(
     ("make_checkpoint", "message"),
     [
@@ -34,15 +43,14 @@ def _damaged(tmp_path, relative: str, keep_bytes: int) -> Path:
     ],
     ids=["empty-dir", "plain-file", "truncated-state", "truncated-class", "truncated-env-record", "missing"],
 )
-def test_a_bad_checkpoint_is_one_sentence_before_ray_starts(tmp_path, capsys, make_checkpoint, message):
-    import ray
-
+def test_a_bad_checkpoint_is_one_sentence_before_ray_starts(tmp_path, capsys, monkeypatch, make_checkpoint, message):
+    ray_calls = _forbid_ray(monkeypatch)
     checkpoint = make_checkpoint(tmp_path / "c")
     out = tmp_path / "out"
     assert main(["eval", "--checkpoint", str(checkpoint), "--episodes", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
-    assert not ray.is_initialized() and not out.exists()
+    assert not ray_calls and not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -59,11 +67,10 @@ def test_a_bad_checkpoint_is_one_sentence_before_ray_starts(tmp_path, capsys, ma
         (["train", "--set", "ppo.lr=nan"], "ppo.lr=nan: expected a finite number"),
     ],
 )
-def test_bad_spec_or_env_value_is_one_sentence_before_ray_starts(tmp_path, capsys, argv, message):
-    import ray
-
+def test_bad_spec_or_env_value_is_one_sentence_before_ray_starts(tmp_path, capsys, monkeypatch, argv, message):
+    ray_calls = _forbid_ray(monkeypatch)
     out = tmp_path / "out"
     assert main([*argv, "--out", str(out)] if argv[0] != "rollout" else argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
-    assert not ray.is_initialized() and not out.exists()
+    assert not ray_calls and not out.exists()

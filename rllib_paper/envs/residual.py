@@ -164,6 +164,7 @@ class ResidualPaperEnv(gym.Env):
             "final_yaw_error": float(abs(info["yaw_error"])),
             "sim_unstable": bool(info["sim_unstable"]),
             "base_policy_failed": self._base_failed,
+            "base_policy_error": self._base_error if self._base_failed else None,
             "node_id": self.node_id,
             **{f"reward_{term}": float(value) for term, value in self._totals.items()},
         }

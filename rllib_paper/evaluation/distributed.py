@@ -8,6 +8,13 @@ Nothing is lost: every finished shard is written to ``DIR/shards/`` at once (ato
 ``resume`` runs only the seeds no shard holds; a shard whose worker dies is re-queued and a
 fresh worker takes its place; the final ``episodes.parquet`` holds every requested seed
 exactly once, and a run that stopped early is written with ``"complete": false``.
+
+A base policy that fails is a failed run, not a bad policy: its server is pinged before any
+episode (an unreachable one is refused with ``BasePolicyFailed``); an episode whose base failed
+mid-run is kept in the table with ``base_policy_failed`` and its error, left out of the
+results, listed in the report (marked incomplete), and rerun by ``resume``; no new shard is
+started after one. ``eval_main`` then ends with ``BasePolicyFailed``: one sentence naming the
+server and the error.
 """
 
 from __future__ import annotations
@@ -27,14 +34,18 @@ from typing import Any
 import pandas as pd
 
 from rllib_paper.config import ConfigError, EnvConfig, ResidualConfig, dr_preset, preset_name
+from rllib_paper.evaluation.episodes import base_failure_message, seeds_text
 from rllib_paper.evaluation.report import (
     SCHEMA_VERSION,
+    base_failed,
+    base_failure_record,
     format_summary,
     summarize,
     write_markdown,
     write_plot,
 )
-from rllib_paper.policies.registry import policy_identity, resolve_base_policy
+from rllib_paper.policies.base import BasePolicyFailed
+from rllib_paper.policies.registry import base_policy_label, ping_base_policy, policy_identity, resolve_base_policy
 from rllib_paper.residual.checkpoint import check_checkpoint, read_trained_env
 from rllib_paper.runtime.files import atomic_write, dump_json
 from rllib_paper.runtime.provenance import provenance
@@ -216,6 +227,7 @@ class Evaluator:
         self.workers: list[Any] = []
         self.worker_failures = 0
         self.episodes_run = 0  # episodes this invocation ran (not counting resumed ones)
+        self.base_failed = False  # an episode's base policy failed: no new shard is started
 
     # ---------------------------------------------------------------- public
     def run(self) -> dict[str, Any]:
@@ -225,8 +237,11 @@ class Evaluator:
         env_config = config.env
         self._prepare_directory(seeds, env_config.to_dict())
         existing = _read_shards(self.shard_dir)
-        done = set(existing["seed"]) if len(existing) else set()
+        # An episode whose base policy failed is no result: a resumed run runs it again.
+        done = set(existing.loc[~base_failed(existing), "seed"]) if len(existing) else set()
         todo = [s for s in seeds if s not in done]
+        if todo:
+            ping_base_policy(config.policy)  # an unreachable server: refused before Ray or any episode
         try:
             if todo:
                 self._run_shards(todo, env_config.to_dict(), total=len(seeds), already=len(seeds) - len(todo))
@@ -239,9 +254,16 @@ class Evaluator:
         requested = set(seeds)
         episodes = _read_shards(self.shard_dir)
         if len(episodes):
-            episodes = episodes[episodes["seed"].isin(requested)].drop_duplicates("seed", keep="first")
-            episodes = episodes.sort_values("seed").reset_index(drop=True)
-        complete = len(episodes) == len(requested)
+            episodes = episodes[episodes["seed"].isin(requested)]
+            episodes = episodes.assign(base_policy_failed=base_failed(episodes))  # old shards lack the column
+            if "base_policy_error" not in episodes:
+                episodes = episodes.assign(base_policy_error=None)
+            # A seed rerun after its base failed keeps the rerun's row.
+            episodes = episodes.sort_values(["seed", "base_policy_failed"], kind="stable")
+            episodes = episodes.drop_duplicates("seed", keep="first").reset_index(drop=True)
+        failed = episodes[base_failed(episodes)] if len(episodes) else episodes
+        valid = episodes[~base_failed(episodes)] if len(episodes) else episodes
+        complete = len(valid) == len(requested)
         if len(episodes):
             _write_atomic_parquet(episodes, self.out / "episodes.parquet")
         ranges = {k: tuple(v) for k, v in dataclasses.asdict(self.config.env.randomization).items()}
@@ -249,12 +271,13 @@ class Evaluator:
             "schema_version": SCHEMA_VERSION,
             "complete": complete,
             "episodes_requested": len(requested),
-            "episodes_done": len(episodes),
+            "episodes_done": len(valid),  # episodes with a result: their base policy did not fail
+            "base_policy_failures": base_failure_record(failed) if len(failed) else {"count": 0, "episodes": []},
             "missing_seeds": sorted(requested - set(episodes["seed"]))[:50]
             if len(episodes)
             else sorted(requested)[:50],
             "config": self._config_snapshot(seeds),
-            "results": summarize(episodes, ranges) if len(episodes) else None,
+            "results": summarize(valid, ranges) if len(valid) else None,
             "provenance": provenance(),
             "run": {
                 "workers": self.config.workers,
@@ -264,13 +287,14 @@ class Evaluator:
             },
         }
         dump_json(report, self.out / "report.json")
+        plot = None
         if report["results"] is not None:
             try:
                 write_plot(report, self.out / PLOT_NAME)
                 plot = PLOT_NAME
             except Exception as exc:  # a plotting backend problem must not lose the report
                 print(f"warning: could not draw {PLOT_NAME}: {exc}")
-                plot = None
+        if len(episodes):
             write_markdown(report, self.out / "summary.md", plot)
         return report
 
@@ -374,7 +398,11 @@ class Evaluator:
                 bar.update(len(rows))
                 if self.on_shard_done is not None:
                     self.on_shard_done(shards_done, len(todo))
-                assign(index)
+                # Its server stopped answering: the next shards would fail the same way, each
+                # episode after two timeouts. Let the running shards finish, start no new one.
+                self.base_failed = self.base_failed or any(row["base_policy_failed"] for row in rows)
+                if not self.base_failed:
+                    assign(index)
         finally:
             bar.close()
             # Pending shards are actor tasks: killing their workers ends them (ray.cancel's force
@@ -387,6 +415,30 @@ class Evaluator:
 def evaluate(config: EvalConfig, on_shard_done: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Run (or resume) an evaluation and return its report (also written under config.out)."""
     return Evaluator(config, on_shard_done).run()
+
+
+def raise_for_base_failures(report: dict[str, Any], out: str | Path) -> None:
+    """BasePolicyFailed (one sentence: the server, the episodes, the first error) when any
+    episode of the report's evaluation ended because its base policy failed."""
+    failures = report["base_policy_failures"]
+    if not failures["count"]:
+        return
+    where = (
+        f"those episodes are excluded from the success rate and {Path(out) / 'report.json'} is marked "
+        "incomplete (--resume reruns them once the server answers)"
+    )
+    if report["missing_seeds"]:
+        where = f"the evaluation stopped, {where}"
+    run = report["episodes_done"] + failures["count"]
+    seeds = seeds_text([f["seed"] for f in failures["episodes"]])
+    raise BasePolicyFailed(
+        base_failure_message(
+            base_policy_label(report["config"]["policy"]),
+            [f["error"] for f in failures["episodes"]] + [None] * (failures["count"] - len(failures["episodes"])),
+            f"{run} episodes run ({seeds})",
+            where,
+        )
+    )
 
 
 def eval_main(config: EvalConfig) -> int:
@@ -402,7 +454,7 @@ def eval_main(config: EvalConfig) -> int:
         return 130
     print(format_summary(report))
     print(f"wrote {config.out}/episodes.parquet, report.json, summary.md in {time.perf_counter() - start:.1f} s")
-    results = report["results"]
+    success = report["results"]["success"] if report["results"] is not None else {"rate": None, "ci95": None}
     print(
         json.dumps(
             {
@@ -411,9 +463,11 @@ def eval_main(config: EvalConfig) -> int:
                 "dr": config.dr,
                 "complete": report["complete"],
                 "episodes": report["episodes_done"],
-                "success_rate": results["success"]["rate"],
-                "success_ci95": results["success"]["ci95"],
+                "base_policy_failed": report["base_policy_failures"]["count"],
+                "success_rate": success["rate"],
+                "success_ci95": success["ci95"],
             }
         )
     )
+    raise_for_base_failures(report, config.out)  # exit 3 with one sentence naming the server
     return 0 if report["complete"] else 1

@@ -2,7 +2,10 @@
 evaluation both call, so a seed means the same episode everywhere.
 
 ``EpisodeRunner`` builds the env and the policy once and runs many seeds with them (an
-evaluation worker holds one); ``run_episode`` is the one-shot form.
+evaluation worker holds one); ``run_episode`` is the one-shot form. An episode whose base
+policy failed (``base_policy_failed``: its server stopped answering) is recorded with the
+error but is not a result of the policy: success rates leave it out and the run that met it
+stops with ``BasePolicyFailed``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class EpisodeRecord:
     residual_abs_mean: float
     residual_abs_max: float
     sim_unstable: bool
+    base_policy_failed: bool  # the base policy did not answer (twice): not a result of the policy
+    base_policy_error: str | None  # what it raised, when it failed
     wall_seconds: float
     dr: dict[str, float] = field(default_factory=dict)
 
@@ -88,6 +93,8 @@ class EpisodeRunner:
             residual_abs_mean=residual_sum / steps,
             residual_abs_max=residual_max,
             sim_unstable=bool(info["sim_unstable"]),
+            base_policy_failed=bool(info.get("base_policy_failed", False)),
+            base_policy_error=info.get("base_policy_error") if info.get("base_policy_failed") else None,
             wall_seconds=time.perf_counter() - start,
             dr=dict(dr),
         )
@@ -99,31 +106,54 @@ def run_episode(env_spec: EnvConfig | Mapping[str, Any] | None, policy_spec: str
 
 
 def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
-    """Success rate with its Wilson interval, plus mean final errors, for a list of episodes."""
+    """Success rate with its Wilson interval, plus mean final errors, over the episodes whose
+    base policy did not fail; those that failed are counted and listed, not rated."""
     from rllib_paper.evaluation.statistics import wilson_interval
 
+    failed = [r for r in records if r.base_policy_failed]
+    records = [r for r in records if not r.base_policy_failed]
     n = len(records)
     successes = sum(r.success for r in records)
     low, high = wilson_interval(successes, n)
     return {
         "episodes": n,
         "successes": successes,
-        "success_rate": successes / n if n else 0.0,
+        "success_rate": successes / n if n else None,
         "success_ci95": [low, high],
-        "mean_return": float(np.mean([r.episode_return for r in records])) if n else 0.0,
-        "mean_final_distance": float(np.mean([r.final_distance for r in records])) if n else 0.0,
-        "mean_final_corner_error_mm": float(np.mean([r.final_corner_error_mm for r in records])) if n else 0.0,
+        "mean_return": float(np.mean([r.episode_return for r in records])) if n else None,
+        "mean_final_distance": float(np.mean([r.final_distance for r in records])) if n else None,
+        "mean_final_corner_error_mm": float(np.mean([r.final_corner_error_mm for r in records])) if n else None,
         "sim_unstable": sum(r.sim_unstable for r in records),
+        "base_policy_failed": len(failed),
+        "base_policy_failures": [{"seed": r.seed, "error": r.base_policy_error} for r in failed],
     }
 
 
+def base_failure_message(label: str, errors: list[str | None], episodes: str, where: str) -> str:
+    """The one sentence a run whose base policy failed stops with: the server, how many of which
+    ``episodes`` (e.g. "2 episodes run (seeds 0, 1)"), the first error, and what became of the run."""
+    return f"base policy {label} failed on {len(errors)} of {episodes}: {errors[0]}; {where}"
+
+
+def seeds_text(seeds: list[int]) -> str:
+    """``seed 3`` or ``seeds 3, 4, 7, ...`` (the first five)."""
+    shown = ", ".join(map(str, seeds[:5])) + (", ..." if len(seeds) > 5 else "")
+    return f"seed{'s' if len(seeds) > 1 else ''} {shown}"
+
+
 def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None = None, quiet: bool = False) -> int:
-    """Serial seeded rollout of a base policy: per-episode lines, then the success rate."""
+    """Serial seeded rollout of a base policy: per-episode lines, then the success rate.
+
+    The base policy's server is pinged first (an unreachable one is refused before any episode);
+    an episode whose base fails stops the rollout, is left out of the rate, and the command
+    ends with ``BasePolicyFailed`` after the summary (and ``json_out``) are written."""
     import json
 
     from tqdm import tqdm
 
     from rllib_paper.evaluation.statistics import format_rate
+    from rllib_paper.policies.base import BasePolicyFailed
+    from rllib_paper.policies.registry import base_policy_label, ping_base_policy
 
     if episodes < 1:
         from rllib_paper.config import ConfigError
@@ -132,6 +162,7 @@ def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None 
     from rllib_paper.config import preset_name
 
     policy, dr = env.residual.base_policy, preset_name(env.randomization)
+    ping_base_policy(policy)
     runner = EpisodeRunner(env)
     records = []
     bar = tqdm(
@@ -140,6 +171,9 @@ def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None 
     for s in bar:
         record = runner.run(s)
         records.append(record)
+        if record.base_policy_failed:
+            tqdm.write(f"seed {s:6d}  BASE POLICY FAILED after {record.steps} steps: {record.base_policy_error}")
+            break  # its server is gone: the next episodes would fail the same way
         if not quiet:
             tqdm.write(
                 f"seed {s:6d}  {'SUCCESS' if record.success else 'fail   '}  steps {record.steps:3d}  "
@@ -147,15 +181,32 @@ def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None 
                 f"corner error {record.final_corner_error_mm:6.1f} mm"
                 f"{'  SIM UNSTABLE' if record.sim_unstable else ''}"
             )
+    bar.close()
     summary = summarize(records)
-    print(
-        f"policy={policy} dr={dr} seeds {seed}..{seed + episodes - 1}: "
-        f"success {format_rate(summary['successes'], summary['episodes'])}; "
-        f"mean final distance {100 * summary['mean_final_distance']:.1f} cm; "
-        f"mean corner error {summary['mean_final_corner_error_mm']:.1f} mm"
-    )
+    summary["complete"] = summary["episodes"] == episodes
+    head = f"policy={policy} dr={dr} seeds {seed}..{seed + episodes - 1}: "
+    failed = summary["base_policy_failed"]
+    excluded = f" ({failed} excluded: base policy failed)" if failed else ""
+    if summary["episodes"]:
+        print(
+            f"{head}success {format_rate(summary['successes'], summary['episodes'])}{excluded}; "
+            f"mean final distance {100 * summary['mean_final_distance']:.1f} cm; "
+            f"mean corner error {summary['mean_final_corner_error_mm']:.1f} mm"
+        )
+    else:
+        print(f"{head}no episode has a result{excluded}")
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
             json.dump({"summary": summary, "episodes": [r.to_dict() for r in records]}, fh, indent=1)
     print(json.dumps({"rollout": policy, "dr": dr, **summary}))
+    if summary["base_policy_failed"]:
+        failures = summary["base_policy_failures"]
+        raise BasePolicyFailed(
+            base_failure_message(
+                base_policy_label(policy),
+                [f["error"] for f in failures],
+                f"{len(records)} episodes run ({seeds_text([f['seed'] for f in failures])})",
+                "the rollout stopped there and those episodes are excluded from the success rate",
+            )
+        )
     return 0

@@ -3,7 +3,9 @@
 Every number here is computed from the per-episode table alone, sorted by seed, so the
 report is identical whatever the number of workers or nodes that produced the rows.
 Timing and placement (wall seconds, node ids) stay in the table and in ``run``, never in
-``results``.
+``results``. Episodes whose base policy failed (``base_policy_failed``: its server stopped
+answering) stay in the table but are no result of the policy: ``results`` leaves them out,
+``base_policy_failures`` lists them, and their report is marked incomplete.
 """
 
 from __future__ import annotations
@@ -31,6 +33,26 @@ MEAN_COLUMNS = (
     "residual_abs_mean",
     "residual_abs_max",
 )
+
+
+def base_failed(episodes: pd.DataFrame) -> pd.Series:
+    """Which rows' base policy failed (False for tables written before the column existed)."""
+    if "base_policy_failed" not in episodes:
+        return pd.Series(False, index=episodes.index)
+    return episodes["base_policy_failed"].eq(True)
+
+
+def base_failure_record(failed: pd.DataFrame, limit: int = 50) -> dict[str, Any]:
+    """report.json's ``base_policy_failures``: the count and the first ``limit`` seeds with their errors."""
+    failed = failed.sort_values("seed")
+    errors = failed["base_policy_error"] if "base_policy_error" in failed else pd.Series(None, index=failed.index)
+    return {
+        "count": len(failed),
+        "episodes": [
+            {"seed": int(seed), "error": None if pd.isna(error) else str(error)}
+            for seed, error in zip(failed["seed"].head(limit), errors.head(limit), strict=True)
+        ],
+    }
 
 
 def rate(successes: int, trials: int) -> dict[str, Any]:
@@ -80,7 +102,8 @@ def dr_breakdown(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]])
 
 
 def summarize(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]]) -> dict[str, Any]:
-    episodes = episodes.sort_values("seed").reset_index(drop=True)
+    """The policy's figures over the episodes whose base policy did not fail."""
+    episodes = episodes[~base_failed(episodes)].sort_values("seed").reset_index(drop=True)
     n = len(episodes)
     frame = episodes.assign(final_yaw_error_abs=episodes["final_yaw_error"].abs())
     return {
@@ -97,6 +120,13 @@ def summarize(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
 
 def mcnemar(a: pd.DataFrame, b: pd.DataFrame, label_a: str = "A", label_b: str = "B") -> dict[str, Any]:
     """Paired comparison on the same seeds with the exact (binomial) McNemar test."""
+    for label, frame in ((label_a, a), (label_b, b)):
+        failed = sorted(frame.loc[base_failed(frame), "seed"].tolist())
+        if failed:
+            raise ValueError(
+                f"{label}: the base policy failed on {len(failed)} episodes (seeds {failed[:5]}...), which are no "
+                "results to compare; rerun that evaluation with --resume once its server answers"
+            )
     seeds_a, seeds_b = set(a["seed"]), set(b["seed"])
     if seeds_a != seeds_b:
         only_a = sorted(seeds_a - seeds_b)[:5]
@@ -144,8 +174,30 @@ def format_comparison(result: dict[str, Any]) -> str:
     )
 
 
+def _status(report: dict[str, Any]) -> str:
+    if report["complete"]:
+        return "complete"
+    failed = report.get("base_policy_failures", {}).get("count", 0)
+    extra = f"; base policy failed on {failed}" if failed else ""
+    return f"INCOMPLETE ({report['episodes_done']}/{report['episodes_requested']} episodes with results{extra})"
+
+
+def _failure_lines(report: dict[str, Any]) -> list[str]:
+    failures = report.get("base_policy_failures", {"count": 0, "episodes": []})
+    if not failures["count"]:
+        return []
+    lines = [f"base policy failed on {failures['count']} episodes (excluded from every figure):"]
+    lines += [f"  seed {f['seed']}: {f['error']}" for f in failures["episodes"][:5]]
+    if failures["count"] > 5:
+        lines.append(f"  ... {failures['count'] - 5} more in report.json")
+    return lines
+
+
 def format_summary(report: dict[str, Any]) -> str:
     r = report["results"]
+    head = f"evaluation {_status(report)}: policy {report['config']['policy']}, dr {report['config']['dr']}"
+    if r is None:
+        return "\n".join([head, "no episode has a result", *_failure_lines(report)])
     lines = [f"{'metric':<28} {'value':>10}   95 % interval"]
 
     def pct(entry):
@@ -159,10 +211,7 @@ def format_summary(report: dict[str, Any]) -> str:
             continue
         lines.append(f"{name:<28} {entry['mean']:>10.4g}   [{entry['ci95'][0]:.4g}, {entry['ci95'][1]:.4g}]")
     lines.append(f"{'sim_unstable episodes':<28} {r['sim_unstable']:>10d}")
-    status = (
-        "complete" if report["complete"] else f"INCOMPLETE ({report['episodes_done']}/{report['episodes_requested']})"
-    )
-    return f"evaluation {status}: policy {report['config']['policy']}, dr {report['config']['dr']}\n" + "\n".join(lines)
+    return "\n".join([head, *lines, *_failure_lines(report)])
 
 
 def write_plot(report: dict[str, Any], path: Path) -> None:
@@ -203,12 +252,23 @@ def write_markdown(report: dict[str, Any], path: Path, plot_name: str | None) ->
         f"# Evaluation: {report['config']['policy']} on {report['config']['dr']}",
         "",
         f"Status: **{'complete' if report['complete'] else 'INCOMPLETE'}** "
-        f"({report['episodes_done']}/{report['episodes_requested']} episodes). Schema v{report['schema_version']}, "
-        f"git {report['provenance']['git_commit']}.",
+        f"({report['episodes_done']}/{report['episodes_requested']} episodes with results). "
+        f"Schema v{report['schema_version']}, git {report['provenance']['git_commit']}.",
         "",
-        "| metric | value | 95 % interval |",
-        "| --- | --- | --- |",
     ]
+    failures = report.get("base_policy_failures", {"count": 0, "episodes": []})
+    if failures["count"]:
+        lines += [
+            f"**The base policy failed on {failures['count']} episodes**: they are no results of the policy and "
+            "are left out of every figure below; `--resume` reruns them.",
+            "",
+            *(f"* seed {f['seed']}: {f['error']}" for f in failures["episodes"]),
+            "",
+        ]
+    if r is None:
+        path.write_text("\n".join([*lines, "No episode has a result."]), encoding="utf-8")
+        return
+    lines += ["| metric | value | 95 % interval |", "| --- | --- | --- |"]
     for key in ("success", "success_once", "success_at_end"):
         e = r[key]
         lines.append(

@@ -31,6 +31,13 @@ class BasePolicyUnavailable(RuntimeError):
     """
 
 
+class BasePolicyFailed(ConnectionError):
+    """A run stopped because its base policy failed: its server did not answer the start-up
+    ping, or episodes ended with ``base_policy_failed``. Such episodes are not results of the
+    policy; the CLI prints the message (one sentence naming the server) and exits 3.
+    """
+
+
 @runtime_checkable
 class BasePolicy(Protocol):
     chunk_length: int

@@ -10,7 +10,9 @@
 
 The grammar is ``policies/spec.py``'s; each kind's module documents its own options. A kind
 is added by a row here: nothing registers itself on import. Builders import their module
-when called, so naming ``scripted`` never loads ZeroMQ or Ray.
+when called, so naming ``scripted`` never loads ZeroMQ or Ray. A kind that talks to a server
+may offer a ``ping``: ``ping_base_policy`` runs it in the driver before any episode, so an
+unreachable server is one line at start-up, not a run of failed episodes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class BasePolicyKind:
     # Every parameter at the value the built policy uses (what a checkpoint records), and raises
     # the kind's ConfigError for bad options, so a spec can be checked without building it.
     resolve: Callable[[PolicySpec], dict[str, Any]]
+    # A cheap reachability check (None: nothing to reach); raises BasePolicyFailed naming the address.
+    ping: Callable[[PolicySpec], None] | None = None
 
 
 def _build_zero(spec: PolicySpec, config: EnvConfig) -> BasePolicy:
@@ -67,6 +71,12 @@ def _resolve_groot(spec: PolicySpec) -> dict[str, Any]:
     return resolve_groot(spec)
 
 
+def _ping_groot(spec: PolicySpec) -> None:
+    from rllib_paper.policies.groot.policy import ping_groot
+
+    ping_groot(spec)
+
+
 def _build_actor(spec: PolicySpec, config: EnvConfig) -> BasePolicy:
     from rllib_paper.policies.actor import make_actor_policy
 
@@ -81,12 +91,16 @@ def _resolve_actor(spec: PolicySpec) -> dict[str, Any]:
     return {"actor": resolve_actor(spec), "inner": resolve_base_policy(spec.inner)}
 
 
+def _ping_actor(spec: PolicySpec) -> None:
+    ping_base_policy(spec.inner)  # the actor serves the inner policy: reach what it would reach
+
+
 BASE_POLICIES: dict[str, BasePolicyKind] = {
     "zero": BasePolicyKind(_build_zero, _resolve_zero),
     "scripted": BasePolicyKind(_build_scripted, _resolve_scripted),
-    "groot": BasePolicyKind(_build_groot, _resolve_groot),
+    "groot": BasePolicyKind(_build_groot, _resolve_groot, _ping_groot),
     "groot-local": BasePolicyKind(_build_groot, _resolve_groot),
-    "actor": BasePolicyKind(_build_actor, _resolve_actor),
+    "actor": BasePolicyKind(_build_actor, _resolve_actor, _ping_actor),
 }
 
 
@@ -131,3 +145,22 @@ def policy_identity(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         return policy_identity(record["params"]["inner"])
     params = {k: v for k, v in record["params"].items() if k not in _NOT_IDENTITY.get(record["kind"], ())}
     return record["kind"], json.loads(json.dumps(params))  # tuples and lists compare as JSON does
+
+
+def ping_base_policy(spec: str | PolicySpec) -> None:
+    """Check that the server ``spec`` talks to answers (within its request timeout), before Ray
+    starts or any episode runs; raises BasePolicyFailed naming the address. Kinds with nothing
+    to reach (scripted, zero, an in-process model) pass at once."""
+    spec = as_spec(spec)
+    ping = _kind(spec).ping
+    if ping is not None:
+        ping(spec)
+
+
+def base_policy_label(spec: str | PolicySpec) -> str:
+    """The policy's kind and target without its options (``groot:tcp://HOST:PORT``): names it in
+    an error message without printing a token."""
+    spec = as_spec(spec)
+    if spec.inner is not None:
+        return f"{spec.kind}:{base_policy_label(spec.inner)}"
+    return f"{spec.kind}:{spec.target}" if spec.target else spec.kind

@@ -4,7 +4,8 @@ The env computes the whole-episode figures itself (``info["episode_summary"]`` a
 step), so the callback is one dict copy per episode, not a Python hook per env step. The
 summaries are logged as an item series: RLlib gathers them from every env runner into the
 iteration's result, where the trainer turns them into this iteration's success rate, the
-rolling success over the last N episodes, reward terms and placement.
+rolling success over the last N episodes, reward terms and placement. A summary with
+``base_policy_failed`` (and ``base_policy_error``) makes the trainer stop the run.
 """
 
 from __future__ import annotations

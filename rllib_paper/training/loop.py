@@ -4,6 +4,11 @@ The loop is ours, not Tune's, so one run directory (``run_dir.py``) holds everyt
 needs and ``--resume`` has one obvious meaning: continue from the latest complete checkpoint
 with its iteration counter, weights, optimizer state and metrics history. Tune trials run
 this same loop (``tuning/sweep.py``) and report through ``on_iteration``.
+
+A base policy that fails is a failed run: its server is pinged before Ray starts, and an
+iteration in which any episode's base failed stops the run with ``BasePolicyFailed`` before
+anything is saved from it (no periodic, best or final checkpoint), so the latest checkpoint
+is the last good one and ``--resume`` continues from it.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from rllib_paper.config import ConfigError
-from rllib_paper.policies.registry import resolve_base_policy
+from rllib_paper.evaluation.episodes import base_failure_message
+from rllib_paper.policies.base import BasePolicyFailed
+from rllib_paper.policies.registry import base_policy_label, ping_base_policy, resolve_base_policy
 from rllib_paper.residual.checkpoint import TrainedEnv
 from rllib_paper.runtime.provenance import code_version
 from rllib_paper.runtime.ray_start import start_ray
 from rllib_paper.training.algorithm import build_algorithm_config, keep_trainable_logs_in
 from rllib_paper.training.config import TrainConfig, load_train_config, stop_reached
 from rllib_paper.training.metrics import MetricsLog
-from rllib_paper.training.run_dir import RunDirectory
+from rllib_paper.training.run_dir import RunDirectory, latest_checkpoint
 
 OnIteration = Callable[[dict[str, Any], Path | None], None]
 
@@ -72,6 +79,7 @@ class Trainer:
 
         from rllib_paper.envs.registry import register_with_rllib
 
+        ping_base_policy(self.config.env.residual.base_policy)  # an unreachable server: refused before Ray
         torch.set_num_threads(self.config.learners.torch_threads)
         restore = self.run_dir.prepare(self.config, self.resume, self.restore_from)
         keep_trainable_logs_in(self.out / "rllib")
@@ -112,6 +120,7 @@ class Trainer:
                 self.metrics.wall_seconds += time.perf_counter() - start
                 row = self.metrics.record(result, algo.iteration)
                 self._log(MetricsLog.line(row))
+                self._raise_for_base_failures(row)  # before any checkpoint of weights learnt from them
                 reason = self._stop_reason()
                 saved = None
                 if algo.iteration % self.config.checkpoint_every == 0 or reason:  # the last one is always saved
@@ -143,6 +152,21 @@ class Trainer:
 
     def _checkpoint(self, name: str) -> Path:
         return self.run_dir.save_checkpoint(self.algo.save_to_path, name, self.algo.iteration, self.trained_env)
+
+    def _raise_for_base_failures(self, row: dict[str, Any]) -> None:
+        failures = self.metrics.base_failures
+        if not failures:
+            return
+        latest = latest_checkpoint(self.out)
+        kept = f"the last good checkpoint, {latest}, is kept for --resume" if latest else "no checkpoint was saved"
+        raise BasePolicyFailed(
+            base_failure_message(
+                base_policy_label(self.config.env.residual.base_policy),
+                [f.get("base_policy_error") for f in failures],
+                f"{row['episodes']} training episodes in iteration {row['iteration']}",
+                f"training stopped and that iteration was not saved ({kept})",
+            )
+        )
 
     def _stop_reason(self) -> str | None:
         m = self.metrics

@@ -2,7 +2,9 @@
 
 The rolling success rate is ours (over the last ``success_window`` episodes, from the task
 callback's per-episode summaries), not RLlib's smoothed episode return: it is the number a
-user compares with an evaluation.
+user compares with an evaluation. An episode whose base policy failed is logged (episodes.csv,
+``base_policy_failed`` in the row) but is no result: it stays out of the window and the means,
+and the trainer stops the run on it (``loop.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ EPISODE_FIELDS = (
     "final_distance",
     "final_yaw_error",
     "sim_unstable",
+    "base_policy_failed",
     "node_id",
     *(f"reward_{t}" for t in REWARD_TERMS),
 )
@@ -58,6 +61,7 @@ class MetricsLog:
         self.window: deque[bool] = deque(maxlen=success_window)
         self.rows: list[dict[str, Any]] = []
         self.episode_rows: list[dict[str, Any]] = []
+        self.base_failures: list[dict[str, Any]] = []  # the last recorded iteration's failed-base episodes
         self.env_steps = 0
         self.wall_seconds = 0.0  # summed over all sessions of this run
         self._tb = None
@@ -93,8 +97,12 @@ class MetricsLog:
         if isinstance(episodes, dict):  # an aggregated series arrives as {"items": [...]}
             episodes = episodes.get("items", [])
         for episode in episodes:
-            self.window.append(bool(episode["success"]))
+            if not episode.get("base_policy_failed"):
+                self.window.append(bool(episode["success"]))
             self.episode_rows.append({"iteration": iteration, **episode})
+        ended, n = episodes, len(episodes)
+        self.base_failures = [e for e in ended if e.get("base_policy_failed")]
+        episodes = [e for e in ended if not e.get("base_policy_failed")]  # the results
         sampled = int(runners.get("num_env_steps_sampled", 0) or 0)
         self.env_steps += sampled
         learner = result.get("learners", {}).get("default_policy", {})
@@ -105,16 +113,16 @@ class MetricsLog:
         # Each runner's own smoothed means per sample request: time sampling, and time waiting
         # for the next request (under PPO: the learner update; under APPO: ~0).
         busy, idle = _to_float(runners.get("sample")), _to_float(runners.get("time_between_sampling"))
-        n = len(episodes)
 
         def mean(key: str) -> float:
-            return float(np.mean([e[key] for e in episodes])) if n else float("nan")
+            return float(np.mean([e[key] for e in episodes])) if episodes else float("nan")
 
         row: dict[str, Any] = {
             "iteration": iteration,
             "env_steps": sampled,
             "env_steps_total": self.env_steps,
             "episodes": n,
+            "base_policy_failed": len(self.base_failures),
             "success_rate": mean("success"),
             "success_rolling": float(np.mean(self.window)) if self.window else float("nan"),
             "rolling_episodes": len(self.window),
@@ -133,7 +141,7 @@ class MetricsLog:
             "runner_idle_fraction": idle / (idle + busy) if idle + busy > 0 else float("nan"),
             "iteration_seconds": _to_float(result.get("time_this_iter_s")),
             "wall_seconds_total": round(self.wall_seconds, 3),
-            "nodes": len({e["node_id"] for e in episodes}),
+            "nodes": len({e["node_id"] for e in ended}),
         }
         self.rows.append(row)
         append_csv(self.root / "metrics.csv", [row], list(row))
@@ -156,6 +164,8 @@ class MetricsLog:
         if not row["episodes"]:
             # Long episodes and a small batch: say so rather than print a row of nan.
             return f"{head}no episode ended this iteration, success {rolling} | {tail}"
+        if row.get("base_policy_failed"):  # the trainer stops on it; the figures would mean nothing
+            return f"{head}BASE POLICY FAILED in {row['base_policy_failed']} of {row['episodes']} episodes | {tail}"
         terms = " ".join(f"{t[:4]} {row[f'reward_{t}']:.1f}" for t in REWARD_TERMS)
         return (
             f"{head}success {row['success_rate']:.2f} it, {rolling} | "

@@ -199,7 +199,7 @@ def _write_tables(table: pd.DataFrame, out: Path) -> None:
 
 def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str, Any]:
     """A trial's last checkpoint (fetched from the Tune storage, local or cloud) on held-out seeds."""
-    from rllib_paper.evaluation.distributed import EvalConfig, evaluate, trained_env_config
+    from rllib_paper.evaluation.distributed import EvalConfig, evaluate, raise_for_base_failures, trained_env_config
 
     checkpoint = tune_checkpoint.to_directory(str(out / "checkpoint"))
     report = evaluate(
@@ -214,6 +214,7 @@ def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str
             progress=False,
         )
     )
+    raise_for_base_failures(report, out)
     return {**report["results"]["success"], "complete": report["complete"]}
 
 

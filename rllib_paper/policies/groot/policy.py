@@ -104,8 +104,7 @@ def make_backend(spec: GrootSpec) -> Backend:
     if spec.kind == "groot":
         from rllib_paper.policies.groot.client import GrootClient
 
-        token = spec.options.get("token") or os.environ.get("GROOT_API_TOKEN") or None
-        client = GrootClient(spec.target, api_token=token, timeout_s=spec.timeout_s)
+        client = GrootClient(spec.target, api_token=_token(spec), timeout_s=spec.timeout_s)
         return _ClientBackend(client)
     from rllib_paper.policies.groot.local import LocalGrootBackend
 
@@ -117,6 +116,35 @@ def make_backend(spec: GrootSpec) -> Backend:
         denoising_steps=int(spec.options.get("denoising_steps", 4)),
         device=spec.options.get("device", "cuda"),
     )
+
+
+def _token(spec: GrootSpec) -> str | None:
+    return spec.options.get("token") or os.environ.get("GROOT_API_TOKEN") or None
+
+
+def ping_groot(spec: str | PolicySpec) -> None:
+    """Ask a GR00T server for ``ping`` within the spec's request timeout; raise BasePolicyFailed
+    (one sentence naming the address) when it does not answer or refuses (a wrong token)."""
+    from rllib_paper.policies.base import BasePolicyFailed
+    from rllib_paper.policies.groot.client import GrootClient, GrootError, GrootTimeout
+
+    parsed = parse_groot_spec(spec)
+    if parsed.kind != "groot":  # an in-process model has no server to reach
+        return
+    port = urlsplit(parsed.target).port
+    with GrootClient(parsed.target, api_token=_token(parsed), timeout_s=parsed.timeout_s) as client:
+        try:
+            client.call("ping")
+        except GrootTimeout:
+            raise BasePolicyFailed(
+                f"base policy groot:{parsed.target} is unreachable: its GR00T server did not answer a ping within "
+                f"{parsed.timeout_s:g} s (is `rllib-paper serve-policy --port {port}` or Isaac-GR00T's inference "
+                "service running there?); nothing was run"
+            ) from None
+        except GrootError as exc:
+            raise BasePolicyFailed(
+                f"base policy groot:{parsed.target} refused a ping ({exc}); nothing was run"
+            ) from None
 
 
 class _ClientBackend:
