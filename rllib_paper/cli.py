@@ -31,6 +31,17 @@ def _add_env_options(p: argparse.ArgumentParser, *, dr_default_help: str) -> Non
     p.add_argument("--max-steps", type=int, default=None, help="episode length; short for --set env.task.max_steps=N")
 
 
+def _add_settle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--settle-steps",
+        type=int,
+        default=30,
+        help="success that holds: control steps an episode continues after its first success (base and residual "
+        "acting); success then needs the sheet still inside and slower than env.task.settle_max_speed "
+        "(default 0.02 m/s). Default 30 (1 s); 0 ends at the first success, as training does",
+    )
+
+
 def _shorthands(args: argparse.Namespace) -> list[str]:
     """The flags as --set assignments (JSON-quoted: a spec is a string, never YAML)."""
     out = []
@@ -70,6 +81,7 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episodes use seed, seed+1, ...")
     p.add_argument("--json", dest="json_out", default=None, help="also write per-episode records to this file")
     p.add_argument("--quiet", action="store_true", help="no per-episode lines")
+    _add_settle(p)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -116,6 +128,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="run only the seeds the run directory lacks")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
     p.add_argument("--no-progress", action="store_true")
+    _add_settle(p)
     p.add_argument(
         "--compare",
         nargs=2,
@@ -239,6 +252,7 @@ def _run_rollout(args: argparse.Namespace) -> int:
     from rllib_paper.evaluation.episodes import rollout_main
 
     env = _env_from_args(args, default_eval_env())
+    env = dataclasses.replace(env, task=dataclasses.replace(env.task, settle_after_success_steps=args.settle_steps))
     return rollout_main(env, episodes=args.episodes, seed=args.seed, json_out=args.json_out, quiet=args.quiet)
 
 
@@ -267,6 +281,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         address=args.address,
         progress=not args.no_progress,
+        settle_steps=args.settle_steps,
     )
     config.check()  # a bad spec or a checkpoint over another base: one line now, not after Ray starts
     # Shards are saved as they finish; for a URI they reach it with the next mirror pass.

@@ -43,6 +43,7 @@ from rllib_paper.runtime.ray_start import start_ray
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
 COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "env", "seeds")
+DEFAULT_SETTLE_STEPS = 30  # 1 s at 30 Hz: evaluation's success is one that holds (TaskConfig)
 
 
 def _first_difference(trained: dict[str, Any], now: dict[str, Any]) -> str:
@@ -91,10 +92,18 @@ class EvalConfig:
     # Evaluate a checkpoint over a base whose resolved parameters differ from the one it was
     # trained over (an ablation, not a reproduction); refused unless set.
     allow_base_mismatch: bool = False
+    # Success that holds: control steps the episode continues after its first success before it is
+    # judged (env.task.settle_after_success_steps, folded into env here); None keeps env's own value.
+    settle_steps: int | None = DEFAULT_SETTLE_STEPS
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, EnvConfig):
             raise ConfigError(f"env={self.env!r}: expected an EnvConfig")
+        if self.settle_steps is not None:
+            if not isinstance(self.settle_steps, int) or isinstance(self.settle_steps, bool) or self.settle_steps < 0:
+                raise ConfigError(f"settle_steps={self.settle_steps!r}: allowed range is [0, 10000] integers")
+            task = dataclasses.replace(self.env.task, settle_after_success_steps=self.settle_steps)
+            object.__setattr__(self, "env", dataclasses.replace(self.env, task=task))
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes!r}: allowed range is [1, inf) integers")
         if not isinstance(self.workers, int) or self.workers < 1:

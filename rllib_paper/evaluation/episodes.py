@@ -36,6 +36,10 @@ class EpisodeRecord:
     sim_unstable: bool
     wall_seconds: float
     dr: dict[str, float] = field(default_factory=dict)
+    # Success that holds (task.settle_after_success_steps > 0): ``success`` is judged after the
+    # settle phase (success_at_end); success_once is the first crossing into the frame.
+    success_once: bool = False
+    final_sheet_speed: float = 0.0  # m/s, planar, at the last step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,7 +75,7 @@ class EpisodeRunner:
             total += reward
             residual_sum += info["residual_abs_mean"]
             residual_max = max(residual_max, info["residual_abs_max"])
-            if info["success"] and success_step is None:
+            if info.get("success_once", info["success"]) and success_step is None:
                 success_step = steps
             if terminated or truncated:
                 break
@@ -90,6 +94,8 @@ class EpisodeRunner:
             sim_unstable=bool(info["sim_unstable"]),
             wall_seconds=time.perf_counter() - start,
             dr=dict(dr),
+            success_once=success_step is not None,
+            final_sheet_speed=self.env.env.sheet_speed,
         )
 
 

@@ -85,7 +85,8 @@ def summarize(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
     frame = episodes.assign(final_yaw_error_abs=episodes["final_yaw_error"].abs())
     return {
         "episodes": n,
-        "success": rate(int(episodes["success"].sum()), n),
+        "success": rate(int(episodes["success"].sum()), n),  # the headline: success_at_end
+        "headline": "success_at_end",
         "success_once": rate(int(episodes["success_once"].sum()), n),
         "success_at_end": rate(int(episodes["success_at_end"].sum()), n),
         "sim_unstable": int(episodes["sim_unstable"].sum()),
