@@ -21,7 +21,8 @@ def _env(**task):
 def test_training_ends_at_the_first_success_and_evaluation_settles_by_default():
     assert TaskConfig().settle_after_success_steps == 0
     assert EvalConfig().env.task.settle_after_success_steps == 30
-    assert EvalConfig(env=_env(settle_after_success_steps=7), settle_steps=None).env.task.settle_after_success_steps == 7
+    kept = EvalConfig(env=_env(settle_after_success_steps=7), settle_steps=None)
+    assert kept.env.task.settle_after_success_steps == 7
     with pytest.raises(ConfigError, match="settle_after_success_steps"):
         TaskConfig(settle_after_success_steps=-1)
     with pytest.raises(ConfigError, match="settle_max_speed"):
