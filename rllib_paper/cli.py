@@ -31,6 +31,12 @@ def _add_env_options(p: argparse.ArgumentParser, *, dr_default_help: str) -> Non
     p.add_argument("--max-steps", type=int, default=None, help="episode length; short for --set env.task.max_steps=N")
 
 
+def _add_video_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--video-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="per camera view (even)"
+    )
+
+
 def _add_settle(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--settle-steps",
@@ -82,6 +88,8 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", dest="json_out", default=None, help="also write per-episode records to this file")
     p.add_argument("--quiet", action="store_true", help="no per-episode lines")
     _add_settle(p)
+    p.add_argument("--video", default=None, metavar="PATH", help="write the first episode (--seed) as an MP4 here")
+    _add_video_size(p)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -129,6 +137,15 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
     p.add_argument("--no-progress", action="store_true")
     _add_settle(p)
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="MP4s of N episodes (the first failures and successes by seed) under DIR/videos/, top and wrist views",
+    )
+    p.add_argument("--video-seeds", default=None, metavar="S1,S2,...", help="videos of exactly these seeds")
+    _add_video_size(p)
     p.add_argument(
         "--compare",
         nargs=2,
@@ -253,7 +270,15 @@ def _run_rollout(args: argparse.Namespace) -> int:
 
     env = _env_from_args(args, default_eval_env())
     env = dataclasses.replace(env, task=dataclasses.replace(env.task, settle_after_success_steps=args.settle_steps))
-    return rollout_main(env, episodes=args.episodes, seed=args.seed, json_out=args.json_out, quiet=args.quiet)
+    return rollout_main(
+        env,
+        episodes=args.episodes,
+        seed=args.seed,
+        json_out=args.json_out,
+        quiet=args.quiet,
+        video=args.video,
+        video_size=tuple(args.video_size),
+    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:
@@ -262,6 +287,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
         return compare_main(args.compare[0], args.compare[1], args.compare_out)
     from rllib_paper.evaluation.distributed import EvalConfig, default_eval_env, eval_main, trained_env_config
+    from rllib_paper.evaluation.videos import parse_seed_list
     from rllib_paper.residual.checkpoint import check_checkpoint
 
     # A checkpoint is evaluated in the env it was trained in (its alpha, scale, exact base) unless told otherwise.
@@ -282,6 +308,9 @@ def _run_eval(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.no_progress,
         settle_steps=args.settle_steps,
+        videos=args.videos,
+        video_seeds=parse_seed_list(args.video_seeds) if args.video_seeds else None,
+        video_size=tuple(args.video_size),
     )
     config.check()  # a bad spec or a checkpoint over another base: one line now, not after Ray starts
     # Shards are saved as they finish; for a URI they reach it with the next mirror pass.

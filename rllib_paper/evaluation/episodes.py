@@ -61,9 +61,12 @@ class EpisodeRunner:
         self.env = ResidualPaperEnv(config)
         self.residual_fn = residual_fn
 
-    def run(self, seed: int) -> EpisodeRecord:
+    def run(self, seed: int, on_frame: Callable[[Any, dict[str, Any]], None] | None = None) -> EpisodeRecord:
+        """One seeded episode; ``on_frame(env, info)`` (a video) sees the env after reset and every step."""
         start = time.perf_counter()
         obs, info = self.env.reset(seed=int(seed))
+        if on_frame is not None:
+            on_frame(self.env, info)
         dr = info["dr"]
         zero = np.zeros(6, dtype=np.float32)
         total, steps, success_step = 0.0, 0, None
@@ -75,6 +78,8 @@ class EpisodeRunner:
             total += reward
             residual_sum += info["residual_abs_mean"]
             residual_max = max(residual_max, info["residual_abs_max"])
+            if on_frame is not None:
+                on_frame(self.env, info)
             if info.get("success_once", info["success"]) and success_step is None:
                 success_step = steps
             if terminated or truncated:
@@ -123,8 +128,17 @@ def summarize(records: list[EpisodeRecord]) -> dict[str, Any]:
     }
 
 
-def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None = None, quiet: bool = False) -> int:
-    """Serial seeded rollout of a base policy: per-episode lines, then the success rate."""
+def rollout_main(
+    env: EnvConfig,
+    episodes: int,
+    seed: int,
+    json_out: str | None = None,
+    quiet: bool = False,
+    video: str | None = None,
+    video_size: tuple[int, int] | None = None,
+) -> int:
+    """Serial seeded rollout of a base policy: per-episode lines, then the success rate.
+    ``video``: also write the first episode (seed ``seed``) as an MP4 there (evaluation/videos.py)."""
     import json
 
     from tqdm import tqdm
@@ -144,7 +158,21 @@ def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None 
         range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False
     )
     for s in bar:
-        record = runner.run(s)
+        if video and s == seed:
+            from pathlib import Path
+
+            from rllib_paper.evaluation.videos import DEFAULT_SIZE, render_episode
+
+            rendered = render_episode(runner, s, video_size or DEFAULT_SIZE)
+            Path(video).parent.mkdir(parents=True, exist_ok=True)
+            Path(video).write_bytes(rendered.mp4)
+            record = rendered.record
+            print(
+                f"wrote {video}: seed {s}, {rendered.frames} frames (reset + {record.steps} steps), "
+                f"render {rendered.render_seconds:.1f} s, encode {rendered.encode_seconds:.1f} s"
+            )
+        else:
+            record = runner.run(s)
         records.append(record)
         if not quiet:
             tqdm.write(
