@@ -44,7 +44,6 @@ from rllib_paper.runtime.ray_start import start_ray
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
 COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "env", "seeds")
-VOLATILE_COLUMNS = ("wall_seconds", "node_id", "worker_pid")  # what may differ between two runs of a seed
 DEFAULT_SETTLE_STEPS = 30  # 1 s at 30 Hz: evaluation's success is one that holds (TaskConfig)
 
 
@@ -270,7 +269,7 @@ class Evaluator:
             if config.videos or config.video_seeds:
                 from rllib_paper.evaluation.video_pass import render_videos
 
-                render_videos(self, seeds, env_config.to_dict())
+                render_videos(self, _read_shards(self.shard_dir), seeds, env_config.to_dict())
         finally:
             report = self.finalize(seeds)
         return report

@@ -20,6 +20,7 @@ from rllib_paper.evaluation.videos import VIDEO_DIR, choose_video_seeds, video_n
 from rllib_paper.runtime.files import atomic_write, dump_json
 
 INDEX = "index.json"
+VOLATILE_COLUMNS = ("wall_seconds", "node_id", "worker_pid")  # what may differ between two runs of a seed
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -49,14 +50,12 @@ def read_video_index(out: Path, requested: set[int] | None = None) -> list[dict[
     return [e for e in entries if requested is None or e["seed"] in requested]
 
 
-def render_videos(evaluator, seeds: Sequence[int], env_config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Render the configured videos for ``evaluator``'s finished run; returns the index entries."""
+def render_videos(evaluator, episodes, seeds: Sequence[int], env_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Render the configured videos of ``evaluator``'s finished run (its shards' rows: ``episodes``);
+    returns the index entries."""
     import ray
 
-    from rllib_paper.evaluation.distributed import VOLATILE_COLUMNS, _read_shards
-
     config = evaluator.config
-    episodes = _read_shards(evaluator.shard_dir)
     episodes = episodes[episodes["seed"].isin(set(seeds))].drop_duplicates("seed", keep="first")
     table = {int(r["seed"]): r for r in episodes.to_dict("records")}
     if config.video_seeds is not None:
