@@ -315,6 +315,9 @@ class Evaluator:
                 print(f"warning: could not draw {PLOT_NAME}: {exc}")
                 plot = None
             write_markdown(report, self.out / "summary.md", plot)
+        from rllib_paper.evaluation.html import write_html
+
+        write_html(report, self.out, plot if report["results"] is not None else None, episodes)
         return report
 
     # ---------------------------------------------------------------- internals
