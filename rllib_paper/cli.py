@@ -153,6 +153,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="paired comparison of two evaluations on the same seeds (exact McNemar test)",
     )
     p.add_argument("--compare-out", default=None, help="also write the comparison JSON here")
+    p.add_argument(
+        "--compare-plot",
+        default=None,
+        help="the paired figure (rates with Wilson intervals, discordant counts); default beside --compare-out "
+        "as .png, else compare.png",
+    )
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -285,7 +291,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if args.compare:
         from rllib_paper.evaluation.report import compare_main
 
-        return compare_main(args.compare[0], args.compare[1], args.compare_out)
+        return compare_main(args.compare[0], args.compare[1], args.compare_out, args.compare_plot)
     from rllib_paper.evaluation.distributed import EvalConfig, default_eval_env, eval_main, trained_env_config
     from rllib_paper.evaluation.videos import parse_seed_list
     from rllib_paper.residual.checkpoint import check_checkpoint

@@ -156,9 +156,16 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
     from rllib_paper.training.run_dir import latest_checkpoint
 
     config = load_train_config(None, [*TINY, "stop={iterations: 2}", "checkpoint_every=1"])
-    seen = []
-    summary = train(config, tmp_path / "run", on_iteration=lambda row, ckpt: seen.append((row, ckpt)), quiet=True)
+    seen, curves = [], []
+
+    def on_iteration(row, ckpt):
+        seen.append((row, ckpt))
+        curves.append((tmp_path / "run" / "curves.png").read_bytes())  # redrawn with each checkpoint
+
+    summary = train(config, tmp_path / "run", on_iteration=on_iteration, quiet=True)
     run = tmp_path / "run"
+    assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in curves) and curves[0] != curves[1]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["iterations"] == 2 and summary["env_steps"] >= 2 * 160
     rows = _rows(run / "metrics.csv")
     assert [int(r["iteration"]) for r in rows] == [1, 2]
