@@ -351,6 +351,11 @@ def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray
     # The evaluation used the residual gain the checkpoint was trained with.
     assert residual["config"]["env"]["residual"]["scale"] == 0.05
     assert residual["results"]["means"]["residual_abs_mean"]["mean"] >= 0
+    # Evaluation judges a success that holds; training ended at the first success.
+    assert residual["config"]["env"]["task"]["settle_after_success_steps"] == 30
+    assert config.train.env.task.settle_after_success_steps == 0
+    assert (tmp_path / "exp" / "comparison.png").is_file()
+    assert (tmp_path / "exp" / "eval_base" / "report.html").is_file()
     # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
     again = run_experiment(config)
     assert again["paired_table"] == result["paired_table"] and again["training"] == result["training"]
