@@ -31,6 +31,23 @@ def _add_env_options(p: argparse.ArgumentParser, *, dr_default_help: str) -> Non
     p.add_argument("--max-steps", type=int, default=None, help="episode length; short for --set env.task.max_steps=N")
 
 
+def _add_video_size(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--video-size", type=int, nargs=2, default=(240, 320), metavar=("H", "W"), help="per camera view (even)"
+    )
+
+
+def _add_settle(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--settle-steps",
+        type=int,
+        default=30,
+        help="success that holds: control steps an episode continues after its first success (base and residual "
+        "acting); success then needs the sheet still inside and slower than env.task.settle_max_speed "
+        "(default 0.02 m/s). Default 30 (1 s); 0 ends at the first success, as training does",
+    )
+
+
 def _shorthands(args: argparse.Namespace) -> list[str]:
     """The flags as --set assignments (JSON-quoted: a spec is a string, never YAML)."""
     out = []
@@ -70,6 +87,9 @@ def _add_rollout(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="first episode seed; episodes use seed, seed+1, ...")
     p.add_argument("--json", dest="json_out", default=None, help="also write per-episode records to this file")
     p.add_argument("--quiet", action="store_true", help="no per-episode lines")
+    _add_settle(p)
+    p.add_argument("--video", default=None, metavar="PATH", help="write the first episode (--seed) as an MP4 here")
+    _add_video_size(p)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -117,6 +137,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="run only the seeds the run directory lacks")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
     p.add_argument("--no-progress", action="store_true")
+    _add_settle(p)
+    p.add_argument(
+        "--videos",
+        type=int,
+        default=0,
+        metavar="N",
+        help="MP4s of N episodes (the first failures and successes by seed) under DIR/videos/, top and wrist views",
+    )
+    p.add_argument("--video-seeds", default=None, metavar="S1,S2,...", help="videos of exactly these seeds")
+    _add_video_size(p)
     p.add_argument(
         "--compare",
         nargs=2,
@@ -124,6 +154,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="paired comparison of two evaluations on the same seeds (exact McNemar test)",
     )
     p.add_argument("--compare-out", default=None, help="also write the comparison JSON here")
+    p.add_argument(
+        "--compare-plot",
+        default=None,
+        help="the paired figure (rates with Wilson intervals, discordant counts); default beside --compare-out "
+        "as .png, else compare.png",
+    )
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -240,15 +276,25 @@ def _run_rollout(args: argparse.Namespace) -> int:
     from rllib_paper.evaluation.episodes import rollout_main
 
     env = _env_from_args(args, default_eval_env())
-    return rollout_main(env, episodes=args.episodes, seed=args.seed, json_out=args.json_out, quiet=args.quiet)
+    env = dataclasses.replace(env, task=dataclasses.replace(env.task, settle_after_success_steps=args.settle_steps))
+    return rollout_main(
+        env,
+        episodes=args.episodes,
+        seed=args.seed,
+        json_out=args.json_out,
+        quiet=args.quiet,
+        video=args.video,
+        video_size=tuple(args.video_size),
+    )
 
 
 def _run_eval(args: argparse.Namespace) -> int:
     if args.compare:
         from rllib_paper.evaluation.report import compare_main
 
-        return compare_main(args.compare[0], args.compare[1], args.compare_out)
+        return compare_main(args.compare[0], args.compare[1], args.compare_out, args.compare_plot)
     from rllib_paper.evaluation.distributed import EvalConfig, default_eval_env, eval_main, trained_env_config
+    from rllib_paper.evaluation.videos import parse_seed_list
     from rllib_paper.residual.checkpoint import check_checkpoint
 
     # A checkpoint is evaluated in the env it was trained in (its alpha, scale, exact base) unless told otherwise.
@@ -268,6 +314,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         address=args.address,
         progress=not args.no_progress,
+        settle_steps=args.settle_steps,
+        videos=args.videos,
+        video_seeds=parse_seed_list(args.video_seeds) if args.video_seeds else None,
+        video_size=tuple(args.video_size),
     )
     config.check()  # a bad spec or a checkpoint over another base: one line now, not after Ray starts
     # Shards are saved as they finish; for a URI they reach it with the next mirror pass.

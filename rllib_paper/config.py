@@ -112,6 +112,13 @@ class TaskConfig:
     home_qpos: tuple[float, ...] = (0.0, -1.116, 0.729, 1.426, 0.0, -0.17)
     max_paper_speed: float = 5.0  # m/s; faster than this means the solver blew up
     camera_fovy: float = 140.0
+    # Success that holds: with N > 0 the episode does not end at the first success but runs N more
+    # control steps (base policy and residual keep acting; the phase may run past max_steps), and
+    # succeeds only if the sheet is then still inside and its centre moves slower than
+    # settle_max_speed (m/s, planar speed of the sheet centre). 0 = end at the first success
+    # (training's default); evaluation sets 30 (1 s at 30 Hz, `rllib-paper eval --settle-steps`).
+    settle_after_success_steps: int = 0
+    settle_max_speed: float = 0.02  # m/s: 2 cm/s, a sheet at rest, not one still sliding
 
     def __post_init__(self) -> None:
         _check_range("task.frame_xy[0]", self.frame_xy[0], 0.05, 0.5)
@@ -128,6 +135,12 @@ class TaskConfig:
             raise ConfigError(f"task.home_qpos={self.home_qpos!r}: expected 6 joint angles")
         _check_range("task.max_paper_speed", self.max_paper_speed, 0.0, 100.0, low_open=True)
         _check_range("task.camera_fovy", self.camera_fovy, 1.0, 179.0)
+        if not isinstance(self.settle_after_success_steps, int) or not 0 <= self.settle_after_success_steps <= 10_000:
+            raise ConfigError(
+                f"task.settle_after_success_steps={self.settle_after_success_steps!r}: "
+                "allowed range is [0, 10000] integers"
+            )
+        _check_range("task.settle_max_speed", self.settle_max_speed, 0.0, 10.0, low_open=True)
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,7 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     label_a, label_b = f"{base_policy} (base)", f"{base_policy} + residual"
     comparison = mcnemar(load_episodes(out / "eval_base"), load_episodes(out / "eval_residual"), label_a, label_b)
     dump_json(comparison, out / "comparison.json")
+    _compare_plot(comparison, out / "comparison.png")
     result = {
         "base_policy": base_policy,
         "dr": preset_name(env.randomization),
@@ -125,6 +126,15 @@ def _reference(config: ExperimentConfig) -> dict[str, Any]:
         **_gain(comparison),
         "complete": bool(base["complete"] and residual["complete"]),
     }
+
+
+def _compare_plot(comparison: dict[str, Any], path: Path) -> None:
+    from rllib_paper.evaluation.compare_plot import write_compare_plot
+
+    try:
+        write_compare_plot(comparison, path)
+    except Exception as exc:  # a plotting problem must not lose the experiment's numbers
+        print(f"warning: could not draw {path.name}: {exc}")
 
 
 def _gain(comparison: dict[str, Any]) -> dict[str, Any]:

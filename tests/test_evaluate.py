@@ -242,6 +242,7 @@ def test_cli_eval_and_compare(ray_local, tmp_path, capsys):
     result = json.loads(out.strip().splitlines()[-1])["compare"]
     assert sum(result["table"].values()) == 4
     assert json.loads((tmp_path / "cmp.json").read_text())["table"] == result["table"]
+    assert (tmp_path / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the paired figure beside it
 
 
 @pytest.fixture(scope="module")

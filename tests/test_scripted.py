@@ -187,7 +187,8 @@ def test_held_out_pusher_rates_replay_the_committed_episodes(ray_local, tmp_path
     committed = Path(__file__).resolve().parents[1] / f"results/scripted_pusher/{preset}_seeds1000-1199.json"
     episodes = {e["seed"]: e for e in json.loads(committed.read_text())["episodes"]}
     env = coerce_env_config(default_eval_env(), dr=preset)
-    config = EvalConfig(env=env, episodes=200, seed=1000, workers=2, shard_size=10)
+    # The committed episodes end at the first success (they predate the settle phase).
+    config = EvalConfig(env=env, episodes=200, seed=1000, workers=2, shard_size=10, settle_steps=0)
     report = evaluate(dataclasses.replace(config, out=str(tmp_path / preset), progress=False))
     table = pd.read_parquet(tmp_path / preset / "episodes.parquet")
     assert sorted(table["seed"]) == sorted(episodes) == list(range(1000, 1200))

@@ -82,6 +82,7 @@ def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp)
     assert table["param.ppo.lr"].between(1e-4, 1e-3).all()
     assert (table["iterations"] == 2).all()
     assert (tmp_path / "out" / "trials.md").read_text().count("\n") == 4
+    assert (tmp_path / "out" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # every trial's curve
     summary = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert summary["best_eval"]["complete"] and summary["best_eval"]["seeds"] == [5000, 5007]
     best_eval = tmp_path / "out" / "best_eval" / summary["best_eval"]["trial_id"]

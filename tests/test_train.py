@@ -157,9 +157,16 @@ def test_short_training_writes_metrics_checkpoints_and_a_usable_policy(ray_local
     from rllib_paper.training.run_dir import latest_checkpoint
 
     config = load_train_config(None, [*TINY, "stop={iterations: 2}", "checkpoint_every=1"])
-    seen = []
-    summary = train(config, tmp_path / "run", on_iteration=lambda row, ckpt: seen.append((row, ckpt)), quiet=True)
+    seen, curves = [], []
+
+    def on_iteration(row, ckpt):
+        seen.append((row, ckpt))
+        curves.append((tmp_path / "run" / "curves.png").read_bytes())  # redrawn with each checkpoint
+
+    summary = train(config, tmp_path / "run", on_iteration=on_iteration, quiet=True)
     run = tmp_path / "run"
+    assert all(png[:8] == b"\x89PNG\r\n\x1a\n" for png in curves) and curves[0] != curves[1]
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["iterations"] == 2 and summary["env_steps"] >= 2 * 160
     rows = _rows(run / "metrics.csv")
     assert [int(r["iteration"]) for r in rows] == [1, 2]
@@ -397,6 +404,11 @@ def test_experiment_trains_then_compares_base_and_residual_on_the_same_seeds(ray
     assert (
         residual["results"]["success"]["successes"] == result["paired_table"]["both"] + result["paired_table"]["only_b"]
     )
+    # Evaluation judges a success that holds; training ended at the first success.
+    assert residual["config"]["env"]["task"]["settle_after_success_steps"] == 30
+    assert config.train.env.task.settle_after_success_steps == 0
+    assert (tmp_path / "exp" / "comparison.png").is_file()
+    assert (tmp_path / "exp" / "eval_base" / "report.html").is_file()
     # Rerunning resumes: nothing is trained or evaluated again, the result is the same.
     again = run_experiment(config)
     assert again["paired_table"] == result["paired_table"] and again["training"] == result["training"]

@@ -122,6 +122,9 @@ class PaperSquareEnv(gym.Env):
         self._goal = np.array([*self.ids.frame_center, physics.paper_half_thickness])
         self._low, self._high = self.ids.ctrl_low, self.ids.ctrl_high
         self._max_speed_sq = task.max_paper_speed**2
+        self._settle = task.settle_after_success_steps  # 0: terminate at the first success
+        self._settle_speed_sq = task.settle_max_speed**2
+        self._success_step: int | None = None
         self._home = np.clip(np.asarray(task.home_qpos, dtype=np.float64), self._low, self._high)
         self._nominal = {
             "paper_friction": self.model.geom_friction[self.ids.paper_geom, 0].copy(),
@@ -184,6 +187,7 @@ class PaperSquareEnv(gym.Env):
         else:
             mujoco.mj_forward(self.model, data)
         self._steps = 0
+        self._success_step = None
         self._update_state()
         result = self._evaluate()
         info = {"episode_seed": episode_seed, "dr": self._draw.to_dict(), **self._task_info(result, False)}
@@ -204,7 +208,16 @@ class PaperSquareEnv(gym.Env):
         if not unstable:
             self._update_state()
         result = self._evaluate()
-        success = result.success and not unstable
+        inside = result.success and not unstable
+        if inside and self._success_step is None:
+            self._success_step = self._steps
+        if self._settle == 0:  # end at the first success (the training default)
+            success = inside
+            terminated = bool(success or unstable)
+        else:  # success that holds: judged settle steps after the first success, inside and slow
+            settled = self._success_step is not None and self._steps - self._success_step >= self._settle
+            success = settled and inside and self._sheet_speed_sq() <= self._settle_speed_sq
+            terminated = bool(settled or unstable)
         weights = self.config.reward
         terms = {
             "success": weights.success if success else 0.0,
@@ -214,10 +227,12 @@ class PaperSquareEnv(gym.Env):
             "time": weights.time,
         }
         reward = float(sum(terms.values()))
-        terminated = bool(success or unstable)
-        truncated = bool(not terminated and self._steps >= self.config.task.max_steps)
+        # A settle phase under way runs to its end, past max_steps if need be.
+        settling = self._success_step is not None
+        truncated = bool(not terminated and not settling and self._steps >= self.config.task.max_steps)
         info = self._task_info(result, unstable)
         info["success"] = success
+        info["success_once"] = settling
         for name, value in terms.items():
             info[REWARD_INFO_KEYS[name]] = value
         return self._state.astype(np.float32), reward, terminated, truncated, info
@@ -265,6 +280,20 @@ class PaperSquareEnv(gym.Env):
             return True
         speed = self.data.qvel[self._paper_qvel]
         return bool(speed @ speed > self._max_speed_sq)
+
+    def _sheet_speed_sq(self) -> float:
+        v = self.data.qvel[self._paper_qvel]
+        return float(v[0] * v[0] + v[1] * v[1])
+
+    @property
+    def sheet_speed(self) -> float:
+        """Planar speed of the sheet centre (m/s), what the settle test compares with settle_max_speed."""
+        return math.sqrt(self._sheet_speed_sq())
+
+    @property
+    def success_step(self) -> int | None:
+        """The control step of the episode's first success (None before it)."""
+        return self._success_step
 
     def instability_warnings(self) -> dict[str, int]:
         """MuJoCo's own counters, for diagnosing an episode that ended with sim_unstable."""

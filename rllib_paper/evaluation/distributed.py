@@ -44,6 +44,7 @@ from rllib_paper.evaluation.report import (
     write_markdown,
     write_plot,
 )
+from rllib_paper.evaluation.videos import DEFAULT_SIZE as VIDEO_SIZE
 from rllib_paper.policies.base import BasePolicyFailed
 from rllib_paper.policies.registry import base_policy_label, ping_base_policy, policy_identity, resolve_base_policy
 from rllib_paper.residual.checkpoint import check_checkpoint, read_trained_env
@@ -54,6 +55,7 @@ from rllib_paper.runtime.ray_start import start_ray
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
 COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "env", "seeds")
+DEFAULT_SETTLE_STEPS = 30  # 1 s at 30 Hz: evaluation's success is one that holds (TaskConfig)
 
 
 def _first_difference(trained: dict[str, Any], now: dict[str, Any]) -> str:
@@ -102,10 +104,28 @@ class EvalConfig:
     # Evaluate a checkpoint over a base whose resolved parameters differ from the one it was
     # trained over (an ablation, not a reproduction); refused unless set.
     allow_base_mismatch: bool = False
+    # Success that holds: control steps the episode continues after its first success before it is
+    # judged (env.task.settle_after_success_steps, folded into env here); None keeps env's own value.
+    settle_steps: int | None = DEFAULT_SETTLE_STEPS
+    # Videos (evaluation/videos.py): the first `videos` failures and successes by seed, or exactly
+    # `video_seeds`, re-run with rendering after all shards finish, into DIR/videos/.
+    videos: int = 0
+    video_seeds: tuple[int, ...] | None = None
+    video_size: tuple[int, int] = VIDEO_SIZE  # per view (height, width)
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, EnvConfig):
             raise ConfigError(f"env={self.env!r}: expected an EnvConfig")
+        if self.settle_steps is not None:
+            if not isinstance(self.settle_steps, int) or isinstance(self.settle_steps, bool) or self.settle_steps < 0:
+                raise ConfigError(f"settle_steps={self.settle_steps!r}: allowed range is [0, 10000] integers")
+            task = dataclasses.replace(self.env.task, settle_after_success_steps=self.settle_steps)
+            object.__setattr__(self, "env", dataclasses.replace(self.env, task=task))
+        if not isinstance(self.videos, int) or self.videos < 0:
+            raise ConfigError(f"videos={self.videos!r}: allowed range is [0, inf) integers")
+        size = tuple(self.video_size)
+        if len(size) != 2 or any(not isinstance(v, int) or v < 16 or v % 2 for v in size):
+            raise ConfigError(f"video_size={self.video_size!r}: expected (height, width), even, at least 16")
         if not isinstance(self.episodes, int) or self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes!r}: allowed range is [1, inf) integers")
         if not isinstance(self.workers, int) or self.workers < 1:
@@ -127,6 +147,10 @@ class EvalConfig:
     def check(self) -> None:
         """Refuse a bad base spec, or a checkpoint over a different base, before Ray starts."""
         record = resolve_base_policy(self.policy)
+        if self.video_seeds is not None:
+            unknown = sorted(set(self.video_seeds) - set(self.seeds()))
+            if unknown:
+                raise ConfigError(f"video_seeds: {unknown[:5]} are not among the evaluated seeds")
         if self.checkpoint is None:
             return
         check_checkpoint(self.checkpoint)
@@ -191,6 +215,18 @@ class _EvalWorkerImpl:
     def run_shard(self, seeds: Sequence[int]) -> list[dict[str, Any]]:
         return [_episode_row(self.runner.run(seed), self.node_id, os.getpid()) for seed in seeds]
 
+    def render_video(self, seed: int, size: Sequence[int]) -> dict[str, Any]:
+        from rllib_paper.evaluation.videos import render_episode
+
+        rendered = render_episode(self.runner, seed, size)
+        return {
+            "row": _episode_row(rendered.record, self.node_id, os.getpid()),
+            "mp4": rendered.mp4,
+            "frames": rendered.frames,
+            "render_seconds": rendered.render_seconds,
+            "encode_seconds": rendered.encode_seconds,
+        }
+
 
 @functools.cache
 def _worker_class():
@@ -245,6 +281,10 @@ class Evaluator:
         try:
             if todo:
                 self._run_shards(todo, env_config.to_dict(), total=len(seeds), already=len(seeds) - len(todo))
+            if config.videos or config.video_seeds:
+                from rllib_paper.evaluation.video_pass import render_videos
+
+                render_videos(self, _read_shards(self.shard_dir), seeds, env_config.to_dict())
         finally:
             report = self.finalize(seeds)
         return report
@@ -286,6 +326,9 @@ class Evaluator:
                 "episode_wall_seconds_total": float(episodes["wall_seconds"].sum()) if len(episodes) else 0.0,
             },
         }
+        from rllib_paper.evaluation.video_pass import read_video_index
+
+        report["videos"] = read_video_index(self.out, requested)
         dump_json(report, self.out / "report.json")
         plot = None
         if report["results"] is not None:
@@ -296,6 +339,9 @@ class Evaluator:
                 print(f"warning: could not draw {PLOT_NAME}: {exc}")
         if len(episodes):
             write_markdown(report, self.out / "summary.md", plot)
+        from rllib_paper.evaluation.html import write_html
+
+        write_html(report, self.out, plot if report["results"] is not None else None, episodes)
         return report
 
     # ---------------------------------------------------------------- internals

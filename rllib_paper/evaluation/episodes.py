@@ -41,6 +41,10 @@ class EpisodeRecord:
     base_policy_error: str | None  # what it raised, when it failed
     wall_seconds: float
     dr: dict[str, float] = field(default_factory=dict)
+    # Success that holds (task.settle_after_success_steps > 0): ``success`` is judged after the
+    # settle phase (success_at_end); success_once is the first crossing into the frame.
+    success_once: bool = False
+    final_sheet_speed: float = 0.0  # m/s, planar, at the last step
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,9 +66,12 @@ class EpisodeRunner:
         self.env = ResidualPaperEnv(config)
         self.residual_fn = residual_fn
 
-    def run(self, seed: int) -> EpisodeRecord:
+    def run(self, seed: int, on_frame: Callable[[Any, dict[str, Any]], None] | None = None) -> EpisodeRecord:
+        """One seeded episode; ``on_frame(env, info)`` (a video) sees the env after reset and every step."""
         start = time.perf_counter()
         obs, info = self.env.reset(seed=int(seed))
+        if on_frame is not None:
+            on_frame(self.env, info)
         dr = info["dr"]
         zero = np.zeros(6, dtype=np.float32)
         total, steps, success_step = 0.0, 0, None
@@ -76,7 +83,9 @@ class EpisodeRunner:
             total += reward
             residual_sum += info["residual_abs_mean"]
             residual_max = max(residual_max, info["residual_abs_max"])
-            if info["success"] and success_step is None:
+            if on_frame is not None:
+                on_frame(self.env, info)
+            if info.get("success_once", info["success"]) and success_step is None:
                 success_step = steps
             if terminated or truncated:
                 break
@@ -97,6 +106,8 @@ class EpisodeRunner:
             base_policy_error=info.get("base_policy_error") if info.get("base_policy_failed") else None,
             wall_seconds=time.perf_counter() - start,
             dr=dict(dr),
+            success_once=success_step is not None,
+            final_sheet_speed=self.env.env.sheet_speed,
         )
 
 
@@ -141,12 +152,21 @@ def seeds_text(seeds: list[int]) -> str:
     return f"seed{'s' if len(seeds) > 1 else ''} {shown}"
 
 
-def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None = None, quiet: bool = False) -> int:
+def rollout_main(
+    env: EnvConfig,
+    episodes: int,
+    seed: int,
+    json_out: str | None = None,
+    quiet: bool = False,
+    video: str | None = None,
+    video_size: tuple[int, int] | None = None,
+) -> int:
     """Serial seeded rollout of a base policy: per-episode lines, then the success rate.
 
     The base policy's server is pinged first (an unreachable one is refused before any episode);
     an episode whose base fails stops the rollout, is left out of the rate, and the command
-    ends with ``BasePolicyFailed`` after the summary (and ``json_out``) are written."""
+    ends with ``BasePolicyFailed`` after the summary (and ``json_out``) are written.
+    ``video``: also write the first episode (seed ``seed``) as an MP4 there (evaluation/videos.py)."""
     import json
 
     from tqdm import tqdm
@@ -169,7 +189,21 @@ def rollout_main(env: EnvConfig, episodes: int, seed: int, json_out: str | None 
         range(seed, seed + episodes), desc=f"{policy} on {dr}", unit="ep", disable=True if quiet else None, leave=False
     )
     for s in bar:
-        record = runner.run(s)
+        if video and s == seed:
+            from pathlib import Path
+
+            from rllib_paper.evaluation.videos import DEFAULT_SIZE, render_episode
+
+            rendered = render_episode(runner, s, video_size or DEFAULT_SIZE)
+            Path(video).parent.mkdir(parents=True, exist_ok=True)
+            Path(video).write_bytes(rendered.mp4)
+            record = rendered.record
+            print(
+                f"wrote {video}: seed {s}, {rendered.frames} frames (reset + {record.steps} steps), "
+                f"render {rendered.render_seconds:.1f} s, encode {rendered.encode_seconds:.1f} s"
+            )
+        else:
+            record = runner.run(s)
         records.append(record)
         if record.base_policy_failed:
             tqdm.write(f"seed {s:6d}  BASE POLICY FAILED after {record.steps} steps: {record.base_policy_error}")

@@ -108,7 +108,8 @@ def summarize(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]]) ->
     frame = episodes.assign(final_yaw_error_abs=episodes["final_yaw_error"].abs())
     return {
         "episodes": n,
-        "success": rate(int(episodes["success"].sum()), n),
+        "success": rate(int(episodes["success"].sum()), n),  # the headline: success_at_end
+        "headline": "success_at_end",
         "success_once": rate(int(episodes["success_once"].sum()), n),
         "success_at_end": rate(int(episodes["success_at_end"].sum()), n),
         "sim_unstable": int(episodes["sim_unstable"].sum()),
@@ -297,11 +298,17 @@ def load_episodes(run_dir: str | Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def compare_main(dir_a: str, dir_b: str, out: str | None = None) -> int:
-    """`rllib-paper eval --compare A B`: print the paired table and p-value, then one JSON line."""
+def compare_main(dir_a: str, dir_b: str, out: str | None = None, plot: str | None = None) -> int:
+    """`rllib-paper eval --compare A B`: print the paired table and p-value, draw the paired figure
+    (``plot``; default beside ``out`` as .png, else compare.png here), then one JSON line."""
+    from rllib_paper.evaluation.compare_plot import write_compare_plot
+
     result = mcnemar(load_episodes(dir_a), load_episodes(dir_b), label_a=str(dir_a), label_b=str(dir_b))
     print(format_comparison(result))
     if out:
         dump_json(result, Path(out))
+    figure = Path(plot) if plot else (Path(out).with_suffix(".png") if out else Path("compare.png"))
+    write_compare_plot(result, figure)
+    print(f"wrote {figure}")
     print(json.dumps({"compare": result}))
     return 0

@@ -125,6 +125,7 @@ class Trainer:
                 saved = None
                 if algo.iteration % self.config.checkpoint_every == 0 or reason:  # the last one is always saved
                     saved = self._checkpoint(f"iter_{algo.iteration:06d}")
+                    self._write_curves()
                 # "Best" only over a full window: a lucky handful of early episodes is not a policy.
                 better = self.best is None or row["success_rolling"] > self.best["success_rolling"]
                 if better and self.metrics.window_full:
@@ -134,6 +135,7 @@ class Trainer:
                 if self.on_iteration is not None:
                     self.on_iteration(row, saved)
             final = self._checkpoint("final")
+            self._write_curves()
         finally:
             self.metrics.close()
         rows = self.metrics.rows
@@ -167,6 +169,16 @@ class Trainer:
                 f"training stopped and that iteration was not saved ({kept})",
             )
         )
+
+    def _write_curves(self) -> None:
+        """Redraw RUN_DIR/curves.png (at every checkpoint); a plotting problem never stops training."""
+        from rllib_paper.training.curves import CURVES_NAME, write_training_curves
+
+        try:
+            title = f"{self.config.env.residual.base_policy} + residual: {self.out.name}"
+            write_training_curves(self.metrics.rows, self.out / CURVES_NAME, self.config.success_window, title)
+        except Exception as exc:
+            self._log(f"warning: could not draw {CURVES_NAME}: {exc}")
 
     def _stop_reason(self) -> str | None:
         m = self.metrics

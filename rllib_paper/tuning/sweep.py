@@ -197,6 +197,22 @@ def _write_tables(table: pd.DataFrame, out: Path) -> None:
     (out / "trials.md").write_text(_markdown(table), encoding="utf-8")
 
 
+def _write_curves(results, out: Path) -> None:
+    """DIR/curves.png: every trial's rolling success against env steps (from Tune's histories)."""
+    from rllib_paper.training.curves import CURVES_NAME, write_sweep_curves
+
+    histories = {}
+    for result in results:
+        history = result.metrics_dataframe
+        if history is not None and {"env_steps_total", "success_rolling"} <= set(history.columns):
+            label = (result.metrics or {}).get("trial_id") or Path(str(result.path)).name
+            histories[label] = history[["env_steps_total", "success_rolling"]].to_dict("records")
+    try:
+        write_sweep_curves(histories, out / CURVES_NAME)
+    except Exception as exc:  # a plotting problem must not lose the sweep's tables
+        print(f"warning: could not draw {CURVES_NAME}: {exc}")
+
+
 def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str, Any]:
     """A trial's last checkpoint (fetched from the Tune storage, local or cloud) on held-out seeds."""
     from rllib_paper.evaluation.distributed import EvalConfig, evaluate, raise_for_base_failures, trained_env_config
@@ -232,6 +248,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     results = tuner.fit()
     table = trials_table(results, config)
     _write_tables(table, out)
+    _write_curves(results, out)
     summary: dict[str, Any] = {
         "trials": len(table),
         "errored": int((table["status"] == "ERROR").sum()) if len(table) else 0,
