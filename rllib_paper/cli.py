@@ -108,6 +108,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--envs-per-runner", type=int, default=8)
     tr.add_argument("--iterations", type=int, default=3, help="timed iterations after one warm-up")
     tr.add_argument("--steps-per-runner", type=int, default=2400, help="steps per runner of the sampling-only rounds")
+    tr.add_argument("--config", default=None, help="training config to time (default residual_scripted)")
+    _add_set(tr, "time a variant of the config, e.g. --set algorithm=appo --set ppo.minibatch_size=512")
     gr = bsub.add_parser(
         "groot", help="env steps/s through the BasePolicyActor + serve-policy stand-in (added latency) vs scripted"
     )
@@ -184,6 +186,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="a trained checkpoint (e.g. the shipped headline's) evaluated over its own base on the same seeds",
     )
+    _add_settle(p)
     p.add_argument("--address", default=None)
     p.add_argument("--no-progress", action="store_true")
 
@@ -359,6 +362,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         progress=not args.no_progress,
         reference=args.reference,
+        settle_steps=args.settle_steps,
     )
     with run_directory(args.out) as out:
         return experiment_main(dataclasses.replace(config, out=str(out)))
@@ -434,6 +438,8 @@ def _run_bench(args: argparse.Namespace) -> int:
             envs_per_runner=args.envs_per_runner,
             iterations=args.iterations,
             steps_per_runner=args.steps_per_runner,
+            config=args.config,
+            assignments=tuple(args.assignments),
         )
     elif args.bench == "groot":
         from rllib_paper.bench.groot import main as bench_groot

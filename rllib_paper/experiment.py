@@ -48,6 +48,9 @@ class ExperimentConfig:
     progress: bool = True
     # A trained checkpoint evaluated over its own base on the same seeds, beside this run.
     reference: str | None = None
+    # Control steps an evaluation episode runs on after its first success (success_at_end);
+    # 0 scores the instant of crossing, as the results committed before the settle phase did.
+    settle_steps: int = 30
 
 
 def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None) -> dict[str, Any]:
@@ -63,6 +66,7 @@ def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None)
             resume=True,
             address=config.train.address,
             progress=config.progress,
+            settle_steps=config.settle_steps,
         )
     )
     raise_for_base_failures(report, out)  # episodes the base did not play are not compared

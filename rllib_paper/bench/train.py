@@ -2,7 +2,7 @@
 
 End to end: the shipped training config's iterations (sampling and learning, exactly as
 `rllib-paper train` runs them: ``algo.train()``), timed after a warm-up iteration. In the same
-run, the physics ceiling: every env counts the seconds it spends inside ``mj_step``
+run, the physics ceiling: every env counts the CPU seconds its thread spends inside ``mj_step``
 (``PaperSquareEnv.physics_seconds``), so the same env steps give
 
     ceiling env steps/s = cores x env steps / physics seconds
@@ -53,6 +53,8 @@ def mib_per_env(env_config, count: int = 4, render: bool = False) -> float:
     """Resident memory one more residual env adds (after a reset and a few steps)."""
     from rllib_paper.envs.residual import ResidualPaperEnv
 
+    warm = ResidualPaperEnv(env_config, render_mode="rgb_array" if render else None)  # once-per-process costs
+    warm.reset(seed=0)
     gc.collect()
     before = _rss()
     envs = [ResidualPaperEnv(env_config, render_mode="rgb_array" if render else None) for _ in range(count)]
@@ -96,13 +98,14 @@ def run(
         ],
     )
     env_config = train_config.env
+    # Memory first, in this process before Ray starts: its threads allocate while we measure.
+    memory = {"lean": mib_per_env(env_config, count=8), "rendering": mib_per_env(env_config, count=2, render=True)}
     started = False
     if not ray.is_initialized():
         start_ray(num_cpus=runners)
         started = True
     try:
         cores = float(ray.cluster_resources().get("CPU", runners))
-        memory = {"lean": mib_per_env(env_config), "rendering": mib_per_env(env_config, count=2, render=True)}
         single_before = single_process_rate(env_config, steps_per_runner // 2)
         logs = tempfile.TemporaryDirectory(prefix="rllib-paper-bench-")
         keep_trainable_logs_in(Path(logs.name))  # not ~/ray_results
@@ -165,8 +168,22 @@ def run(
     }
 
 
-def main(runners: int = 2, envs_per_runner: int = 8, iterations: int = 3, steps_per_runner: int = 2400) -> dict:
-    r = run(runners=runners, envs_per_runner=envs_per_runner, iterations=iterations, steps_per_runner=steps_per_runner)
+def main(
+    runners: int = 2,
+    envs_per_runner: int = 8,
+    iterations: int = 3,
+    steps_per_runner: int = 2400,
+    config: str | None = None,
+    assignments: tuple[str, ...] = (),
+) -> dict:
+    r = run(
+        runners=runners,
+        envs_per_runner=envs_per_runner,
+        iterations=iterations,
+        steps_per_runner=steps_per_runner,
+        config=config,
+        assignments=assignments,
+    )
     print(
         f"{r['iterations']} training iterations of {r['train_batch_size']} env steps ({runners} runners x "
         f"{envs_per_runner} envs, {r['base_policy']}): {r['iteration_s']:.2f} s each, "

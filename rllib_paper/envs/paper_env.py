@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from time import perf_counter
+from time import thread_time
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -107,7 +107,8 @@ class PaperSquareEnv(gym.Env):
         self.data = mujoco.MjData(self.model)
         self.ids = SceneIds.from_model(self.model)
         self.substeps = physics.substeps
-        # Time spent inside mj_step during steps (not resets): the physics ceiling `bench train` reports.
+        # CPU time inside mj_step during steps (not resets): the physics ceiling `bench train`
+        # reports. CPU, not wall, time: a learner thread sharing the core must not inflate it.
         self.physics_seconds = 0.0
         self.frame = FrameGeometry(
             center=tuple(self.ids.frame_center), inner_size=task.frame_inner_size, margin=task.success_margin
@@ -199,9 +200,9 @@ class PaperSquareEnv(gym.Env):
         data = self.data
         data.ctrl[self._ctrl] = target
         time_before = data.time
-        started = perf_counter()
+        started = thread_time()
         mujoco.mj_step(self.model, data, nstep=self.substeps)
-        self.physics_seconds += perf_counter() - started
+        self.physics_seconds += thread_time() - started
         self._steps += 1
 
         unstable = self._unstable(time_before)
