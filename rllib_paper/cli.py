@@ -106,7 +106,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     tr = bsub.add_parser("train", help="whole training iterations of the shipped config vs the physics ceiling")
     tr.add_argument("--runners", type=int, default=2)
     tr.add_argument("--envs-per-runner", type=int, default=8)
-    tr.add_argument("--iterations", type=int, default=3, help="timed iterations after one warm-up")
+    tr.add_argument("--iterations", type=int, default=5, help="timed iterations after two warm-up ones")
     tr.add_argument("--steps-per-runner", type=int, default=2400, help="steps per runner of the sampling-only rounds")
     tr.add_argument("--config", default=None, help="training config to time (default residual_scripted)")
     _add_set(tr, "time a variant of the config, e.g. --set algorithm=appo --set ppo.minibatch_size=512")

@@ -110,6 +110,7 @@ class PaperSquareEnv(gym.Env):
         # CPU time inside mj_step during steps (not resets): the physics ceiling `bench train`
         # reports. CPU, not wall, time: a learner thread sharing the core must not inflate it.
         self.physics_seconds = 0.0
+        self.physics_steps = 0  # control steps taken (not resets), for the same benchmark
         self.frame = FrameGeometry(
             center=tuple(self.ids.frame_center), inner_size=task.frame_inner_size, margin=task.success_margin
         )
@@ -203,6 +204,7 @@ class PaperSquareEnv(gym.Env):
         started = thread_time()
         mujoco.mj_step(self.model, data, nstep=self.substeps)
         self.physics_seconds += thread_time() - started
+        self.physics_steps += 1
         self._steps += 1
 
         unstable = self._unstable(time_before)

@@ -194,8 +194,12 @@ class ResidualPaperEnv(gym.Env):
 
     @property
     def physics_seconds(self) -> float:
-        """Seconds this env spent inside mj_step (the physics ceiling of `bench train`)."""
+        """CPU seconds this env spent inside mj_step (the physics ceiling of `bench train`)."""
         return self.env.physics_seconds
+
+    @property
+    def physics_steps(self) -> int:
+        return self.env.physics_steps
 
     def _observation(self, obs: np.ndarray) -> np.ndarray:
         self._obs[:OBS_DIM] = obs
