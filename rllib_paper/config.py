@@ -111,7 +111,10 @@ class TaskConfig:
     # (-0.17 rad) so the two jaw tips form one fingertip.
     home_qpos: tuple[float, ...] = (0.0, -1.116, 0.729, 1.426, 0.0, -0.17)
     max_paper_speed: float = 5.0  # m/s; faster than this means the solver blew up
-    camera_fovy: float = 140.0
+    camera_fovy: float = 140.0  # degrees, the wrist camera (the seed's lens)
+    # degrees, the top camera: 62 at 0.47 m frames the arm, the taped frame and the whole
+    # phase-2 start box (assets/paper_scene.xml); the seed's 140 left them a tenth of the image
+    top_camera_fovy: float = 62.0
     # Success that holds: with N > 0 the episode does not end at the first success but runs N more
     # control steps (base policy and residual keep acting; the phase may run past max_steps), and
     # succeeds only if the sheet is then still inside and its centre moves slower than
@@ -135,6 +138,7 @@ class TaskConfig:
             raise ConfigError(f"task.home_qpos={self.home_qpos!r}: expected 6 joint angles")
         _check_range("task.max_paper_speed", self.max_paper_speed, 0.0, 100.0, low_open=True)
         _check_range("task.camera_fovy", self.camera_fovy, 1.0, 179.0)
+        _check_range("task.top_camera_fovy", self.top_camera_fovy, 1.0, 179.0)
         if not isinstance(self.settle_after_success_steps, int) or not 0 <= self.settle_after_success_steps <= 10_000:
             raise ConfigError(
                 f"task.settle_after_success_steps={self.settle_after_success_steps!r}: "

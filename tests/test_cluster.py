@@ -148,11 +148,12 @@ def test_runtime_env_file_is_a_valid_ray_runtime_env():
 def test_submit_rejects_outputs_that_would_vanish_with_the_job(command, ok):
     from rllib_paper.config import ConfigError
 
+    root = Path(__file__).resolve().parents[1]  # the working directory a job uploads
     if ok:
-        check_paths_are_shared(command)
+        check_paths_are_shared(command, root)
     else:
         with pytest.raises(ConfigError, match="relative path on a cluster"):
-            check_paths_are_shared(command)
+            check_paths_are_shared(command, root)
 
 
 def _submit_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -122,7 +122,16 @@ def test_eval_driver_killed_with_sigkill_then_resumed(ray_local, tmp_path, short
     assert rerun == sorted(set(range(100, 116)) - set(before)), "resume ran other than exactly the missing seeds"
     table = pd.read_parquet(out / "episodes.parquet")
     assert sorted(table["seed"]) == list(range(100, 116)) and table["seed"].is_unique
-    full = evaluate(_config(tmp_path, "whole", episodes=16, workers=2, shard_size=5, env={"task": {"max_steps": 150}}))
+    full = evaluate(
+        _config(
+            tmp_path,
+            "whole",
+            episodes=16,
+            workers=2,
+            shard_size=5,
+            env=coerce_env_config(SHORT, task={**SHORT.to_dict()["task"], "max_steps": 150}),
+        )
+    )
     pd.testing.assert_frame_equal(_stable(out), _stable(tmp_path / "whole"))
     assert report["results"] == full["results"]
 

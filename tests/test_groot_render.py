@@ -40,8 +40,19 @@ def test_both_cameras_render_real_frames(shadows):
     env.close()
 
 
-def test_committed_reset_frames_exist():
+def test_committed_reset_frames_are_what_the_default_cameras_render_now(tmp_path):
+    """results/groot_frames/ holds the arm0_dualcam mapping's two cameras after a seeded reset (and
+    each beside its full-quality render); `rllib-paper frames` rewrites them byte for byte."""
     from pathlib import Path
 
-    frames = sorted((Path(__file__).resolve().parents[1] / "results" / "groot_frames").glob("*.png"))
-    assert len(frames) == 2
+    import numpy as np
+    from PIL import Image
+
+    from rllib_paper.envs.frames import save_reset_frames
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "groot_frames"
+    frames = sorted(committed.glob("*.png"))
+    assert len(frames) == 4
+    for path in map(Path, save_reset_frames(str(tmp_path), seed=1000)):
+        now, then = np.asarray(Image.open(path)), np.asarray(Image.open(committed / path.name))
+        assert now.shape == then.shape and np.abs(now.astype(int) - then).mean() < 1.0, path.name

@@ -225,7 +225,7 @@ def test_iteration_0_checkpoint_from_train_evaluates_exactly_as_the_base(ray_loc
     pd.testing.assert_frame_equal(residual.drop(columns=magnitudes), base.drop(columns=magnitudes))
     assert (residual[magnitudes] == 0.0).all().all() and (base[magnitudes] == 0.0).all().all()
     report = json.loads((tmp_path / "residual" / "report.json").read_text())
-    assert report["config"]["checkpoint"] == checkpoint and report["config"]["env_config"]["residual"]["scale"] == 0.05
+    assert report["config"]["checkpoint"] == checkpoint and report["config"]["env"]["residual"]["scale"] == 0.05
 
 
 # ---------------------------------------------------------------------------- kill and resume

@@ -96,6 +96,7 @@ class PaperSquareEnv(gym.Env):
         render_mode: str | None = None,
         *,
         visual: bool = True,  # False: no visual meshes (nothing renders this env; same physics)
+        render_detail: float = 1.0,  # < 1: simplified visual meshes (a camera-fed base; same physics)
         **overrides: Any,
     ) -> None:
         self.config = coerce_env_config(config, **overrides)
@@ -103,7 +104,7 @@ class PaperSquareEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode={render_mode!r}: allowed values are {self.metadata['render_modes']}")
         self.render_mode = render_mode
-        self.model = build_model(physics, task, visual=visual)
+        self.model = build_model(physics, task, visual=visual, render_detail=render_detail)
         self.data = mujoco.MjData(self.model)
         self.ids = SceneIds.from_model(self.model)
         self.substeps = physics.substeps

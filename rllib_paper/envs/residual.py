@@ -76,8 +76,10 @@ class ResidualPaperEnv(gym.Env):
         self.base_policy = base_policy or make_base_policy(self.config.residual.base_policy, self.config)
         # The arm's visual meshes only if something renders this env (a GR00T base's cameras,
         # render_mode): without them an env holds a quarter of the memory, same physics.
-        renders = render_mode is not None or getattr(self.base_policy, "frames", None) is not None
-        self.env = PaperSquareEnv(self.config, render_mode=render_mode, visual=renders)
+        frames = getattr(self.base_policy, "frames", None)
+        renders = render_mode is not None or frames is not None
+        detail = frames.detail if frames is not None and render_mode is None else 1.0
+        self.env = PaperSquareEnv(self.config, render_mode=render_mode, visual=renders, render_detail=detail)
         self.render_mode = render_mode
         self._gain = self.config.residual.alpha * self.config.residual.scale
         self._residual_weight = self.config.reward.residual

@@ -51,6 +51,7 @@ from rllib_paper.residual.checkpoint import check_checkpoint, read_trained_env
 from rllib_paper.runtime.files import atomic_write, dump_json
 from rllib_paper.runtime.provenance import provenance
 from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.runtime.storage import is_uri
 
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
@@ -132,6 +133,8 @@ class EvalConfig:
             raise ConfigError(f"workers={self.workers!r}: allowed range is [1, inf) integers")
         if not isinstance(self.shard_size, int) or self.shard_size < 1:
             raise ConfigError(f"shard_size={self.shard_size!r}: allowed range is [1, inf) integers")
+        if self.checkpoint is not None and not is_uri(self.checkpoint) and not Path(self.checkpoint).exists():
+            raise ConfigError(f"checkpoint={self.checkpoint!r}: no such file or directory")
         if self.seeds_file is not None and not Path(self.seeds_file).is_file():
             raise ConfigError(f"seeds_file={self.seeds_file!r}: no such file")
 

@@ -27,7 +27,6 @@ from rllib_paper.runtime.storage import is_uri
 TERMINAL_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
 # Flags whose value is where a command writes results or reads checkpoints.
 PATH_FLAGS = ("--out", "--checkpoint", "--storage", "--seeds-file", "--compare-out", "--json")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -55,15 +54,16 @@ class SubmitConfig:
         if self.job_timeout_s is not None and self.job_timeout_s <= 0:
             raise ConfigError(f"job_timeout_s={self.job_timeout_s}: allowed range is (0, inf)")
         if not self.allow_relative_paths:
-            check_paths_are_shared(self.command)
+            check_paths_are_shared(self.command, self.working_dir)
 
 
 class JobServerUnreachable(ConnectionError):
     """The dashboard/job server did not answer: wrong address, tunnel down, or head dead."""
 
 
-def check_paths_are_shared(command: list[str]) -> None:
-    """A job runs in a temporary copy of the working dir on the head: relative outputs die with it."""
+def check_paths_are_shared(command: list[str], working_dir: str | Path = ".") -> None:
+    """A job runs in a temporary copy of the working dir on the head: relative outputs die with it
+    (relative inputs shipped inside ``working_dir``, e.g. a committed checkpoint, travel with it)."""
     for i, token in enumerate(command):
         flag, _, inline = token.partition("=")
         if flag not in PATH_FLAGS:
@@ -71,7 +71,7 @@ def check_paths_are_shared(command: list[str]) -> None:
         value = inline or (command[i + 1] if i + 1 < len(command) else "")
         if not value or is_uri(value) or Path(value).is_absolute():
             continue
-        if flag in ("--checkpoint", "--seeds-file") and (REPO_ROOT / value).exists():
+        if flag in ("--checkpoint", "--seeds-file") and (Path(working_dir) / value).exists():
             continue  # an input shipped in the working directory (e.g. a committed checkpoint)
         raise ConfigError(
             f"{flag}={value!r}: a relative path on a cluster lands in the job's temporary working directory "

@@ -262,7 +262,7 @@ def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
     paper.mass = physics.paper_mass
     paper.friction = list(physics.paper_friction)
     scene.body("paper").pos = [0.30, 0.0, physics.paper_half_thickness]
-    scene.camera("top_view").fovy = task.camera_fovy
+    scene.camera("top_view").fovy = task.top_camera_fovy
     _layout_table_and_frame(scene, physics, task)
 
     robot = _robot_spec(physics)
@@ -273,10 +273,20 @@ def build_spec(physics: PhysicsConfig, task: TaskConfig) -> mujoco.MjSpec:
 
 
 def build_model(
-    physics: PhysicsConfig | None = None, task: TaskConfig | None = None, *, visual: bool = True
+    physics: PhysicsConfig | None = None,
+    task: TaskConfig | None = None,
+    *,
+    visual: bool = True,
+    render_detail: float = 1.0,
 ) -> mujoco.MjModel:
     """Compile the scene. Every call compiles afresh: an env rescales its model's friction
     and sheet mass each episode, so no two envs may share one.
+
+    ``render_detail`` < 1 draws the arm with simplified copies of its inert meshes (that
+    fraction of their triangles, quadric decimation): a CPU renderer's cost is the geometry, not
+    the pixels, so a tenth of the triangles renders a frame several times faster while it
+    keeps its shapes at a model's 224 x 224 (results/groot_frames/ shows both). Colliding meshes are
+    never simplified, so the physics stays the same to the bit.
 
     ``visual=False`` leaves out the arm's inert meshes (the package's visual meshes and the
     hulls that collide with nothing): about 160 k vertices that only a renderer reads. They
@@ -289,6 +299,8 @@ def build_model(
     spec = build_spec(physics, task)
     if not visual:
         _drop_inert_meshes(spec)
+    elif render_detail < 1.0:
+        _simplify_inert_meshes(spec, physics, task, render_detail)
     model = spec.compile()
     model.cam_fovy[SceneIds.from_model(model).wrist_camera] = task.camera_fovy
     return model
@@ -298,6 +310,47 @@ def _drop_inert_meshes(spec: mujoco.MjSpec) -> None:
     for geom in list(spec.geoms):
         if geom.type == mujoco.mjtGeom.mjGEOM_MESH and geom.contype == 0 and geom.conaffinity == 0:
             spec.delete(geom)
+    used = {geom.meshname for geom in spec.geoms if geom.type == mujoco.mjtGeom.mjGEOM_MESH}
+    for mesh in list(spec.meshes):
+        if mesh.name not in used:
+            spec.delete(mesh)
+
+
+_SIMPLIFIED: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}  # per process: decimation is slow
+
+
+def _asset_vertices(model: mujoco.MjModel, mesh: int) -> tuple[np.ndarray, np.ndarray]:
+    """A compiled mesh's vertices back in its asset frame (MuJoCo recentres meshes at compile)."""
+    start, count = model.mesh_vertadr[mesh], model.mesh_vertnum[mesh]
+    rotation = np.zeros(9)
+    mujoco.mju_quat2Mat(rotation, model.mesh_quat[mesh])
+    vertices = model.mesh_vert[start : start + count].astype(np.float64) @ rotation.reshape(3, 3).T
+    faces = model.mesh_face[model.mesh_faceadr[mesh] : model.mesh_faceadr[mesh] + model.mesh_facenum[mesh]]
+    return vertices + model.mesh_pos[mesh], faces
+
+
+def _simplify_inert_meshes(spec: mujoco.MjSpec, physics: PhysicsConfig, task: TaskConfig, detail: float) -> None:
+    import fast_simplification
+
+    inert = [g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_MESH and not (g.contype or g.conaffinity)]
+    missing = {g.meshname for g in inert if (g.meshname, detail) not in _SIMPLIFIED}
+    if missing:
+        full = build_spec(physics, task).compile()
+        for name in missing:
+            vertices, faces = _asset_vertices(full, find_id(full, mujoco.mjtObj.mjOBJ_MESH, name))
+            _SIMPLIFIED[(name, detail)] = fast_simplification.simplify(
+                vertices.astype(np.float32), faces.astype(np.int32), target_reduction=1.0 - detail
+            )
+    copies: dict[str, str] = {}
+    for geom in inert:  # a simplified copy per mesh; a colliding geom sharing the mesh keeps the original
+        if geom.meshname not in copies:
+            vertices, faces = _SIMPLIFIED[(geom.meshname, detail)]
+            mesh = spec.add_mesh()
+            mesh.name = f"{geom.meshname}/render"
+            mesh.uservert = vertices.ravel().tolist()
+            mesh.userface = faces.ravel().tolist()
+            copies[geom.meshname] = mesh.name
+        geom.meshname = copies[geom.meshname]
     used = {geom.meshname for geom in spec.geoms if geom.type == mujoco.mjtGeom.mjGEOM_MESH}
     for mesh in list(spec.meshes):
         if mesh.name not in used:

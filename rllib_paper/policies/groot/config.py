@@ -23,6 +23,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import mujoco
+import numpy as np
+
 from rllib_paper.config import ConfigError, load_yaml
 from rllib_paper.sim.scene import JOINT_NAMES
 
@@ -44,10 +47,47 @@ class KeyGroup:
 
 @dataclass(frozen=True)
 class CameraKey:
-    """One GR00T video key and the MuJoCo camera rendered into it."""
+    """One GR00T video key and the MuJoCo camera rendered into it, optionally moved to match a
+    real rig: ``pos`` (m) and ``xyaxes`` (the image's right and up directions) in the camera's
+    parent frame (the world for ``top_view``, the gripper for the wrist camera), ``fovy`` (deg)."""
 
     key: str
     camera: str
+    pos: tuple[float, float, float] | None = None
+    xyaxes: tuple[float, ...] | None = None
+    fovy: float | None = None
+
+    def __post_init__(self) -> None:
+        where = f"groot.cameras[{self.key}]"
+        if self.pos is not None:
+            if len(self.pos) != 3:
+                raise ConfigError(f"{where}.pos={list(self.pos)!r}: expected [x, y, z] in metres")
+            for i, v in enumerate(self.pos):
+                _finite(f"{where}.pos[{i}]", v, -5.0, 5.0)
+        if self.xyaxes is not None:
+            axes = np.asarray(self.xyaxes, dtype=float)
+            if axes.shape != (6,) or not np.isfinite(axes).all():
+                raise ConfigError(f"{where}.xyaxes={list(self.xyaxes)!r}: expected 6 finite numbers (x axis, y axis)")
+            x, y = axes[:3], axes[3:]
+            if (
+                np.linalg.norm(x) < 1e-9
+                or np.linalg.norm(y) < 1e-9
+                or abs(np.dot(x, y)) > 1e-6 * np.linalg.norm(x) * np.linalg.norm(y)
+            ):
+                raise ConfigError(f"{where}.xyaxes={list(self.xyaxes)!r}: the two axes must be non-zero and orthogonal")
+        if self.fovy is not None:
+            _finite(f"{where}.fovy", self.fovy, 1.0, 179.0)
+
+    def quat(self) -> np.ndarray | None:
+        """The camera orientation ``xyaxes`` gives, as MuJoCo's (w, x, y, z) quaternion."""
+        if self.xyaxes is None:
+            return None
+        axes = np.asarray(self.xyaxes, dtype=float)
+        x, y = axes[:3] / np.linalg.norm(axes[:3]), axes[3:] / np.linalg.norm(axes[3:])
+        rotation = np.column_stack([x, y, np.cross(x, y)])
+        quat = np.zeros(4)
+        mujoco.mju_mat2Quat(quat, rotation.ravel())
+        return quat
 
 
 @dataclass(frozen=True)
@@ -71,6 +111,9 @@ class GrootMappingConfig:
     image_size: tuple[int, int] = (480, 640)  # (height, width) as sent
     render_shadows: bool = True  # shadow maps: realistic, but ~3x the render time on a CPU
     render_samples: int | None = None  # offscreen multisampling; None keeps the model's (4)
+    # Fraction of the arm's visual-mesh triangles drawn (quadric decimation; physics untouched):
+    # a CPU renderer's cost is geometry; at 224 x 224 a tenth keeps the shapes (results/groot_frames/).
+    render_detail: float = 1.0
     action_mode: str = "absolute"
     action_horizon: int = 16
     execution_horizon: int = 8
@@ -81,6 +124,7 @@ class GrootMappingConfig:
 
     def __post_init__(self) -> None:
         p = f"groot[{self.name}]"
+        _finite(f"{p}.render_detail", self.render_detail, 0.001, 1.0)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"groot.name={self.name!r}: expected a non-empty string")
         for section in ("state", "action"):
@@ -248,10 +292,16 @@ def _cameras(value: Any) -> tuple[CameraKey, ...]:
     for i, item in enumerate(value):
         if not isinstance(item, Mapping):
             raise ConfigError(f"groot.cameras[{i}]={item!r}: expected a mapping with key and camera")
-        unknown = sorted(set(item) - {"key", "camera"})
+        allowed = ("camera", "fovy", "key", "pos", "xyaxes")
+        unknown = sorted(set(item) - set(allowed))
         if unknown:
-            raise ConfigError(f"unknown key groot.cameras[{i}].{unknown[0]}: allowed keys are ['camera', 'key']")
+            raise ConfigError(f"unknown key groot.cameras[{i}].{unknown[0]}: allowed keys are {list(allowed)}")
         if not isinstance(item.get("key"), str) or not isinstance(item.get("camera"), str):
             raise ConfigError(f"groot.cameras[{i}]: expected string 'key' and 'camera'")
-        out.append(CameraKey(key=item["key"], camera=item["camera"]))
+        pose = {
+            k: (tuple(item[k]) if k != "fovy" else item[k])
+            for k in ("pos", "xyaxes", "fovy")
+            if item.get(k) is not None
+        }
+        out.append(CameraKey(key=item["key"], camera=item["camera"], **pose))
     return tuple(out)

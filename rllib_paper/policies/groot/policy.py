@@ -29,7 +29,7 @@ import numpy as np
 from rllib_paper.config import ConfigError, EnvConfig
 from rllib_paper.policies.groot.config import GrootMappingConfig, load_mapping
 from rllib_paper.policies.groot.mapping import GrootMapping, frame_key
-from rllib_paper.policies.groot.render import EnvFrames
+from rllib_paper.policies.groot.render import CameraPose, EnvFrames
 from rllib_paper.policies.sessions import EPISODE_KEY
 from rllib_paper.policies.spec import PolicySpec, parse_policy_spec
 from rllib_paper.sim.observation import QPOS
@@ -173,7 +173,14 @@ class GrootBasePolicy:
         self.batched_requests = batched_requests
         height, width = mapping.image_size
         cameras = [c.camera for c in mapping.cameras]
-        self.frames = EnvFrames(height, width, cameras, mapping.render_shadows, mapping.render_samples)
+        poses = tuple(
+            CameraPose(c.camera, c.pos, None if c.quat() is None else tuple(c.quat()), c.fovy)
+            for c in mapping.cameras
+            if (c.pos, c.xyaxes, c.fovy) != (None, None, None)
+        )
+        self.frames = EnvFrames(
+            height, width, cameras, mapping.render_shadows, mapping.render_samples, mapping.render_detail, poses
+        )
         self.calls = 0
         self._episode = 0
 

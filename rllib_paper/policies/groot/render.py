@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
@@ -65,15 +66,44 @@ class CameraRenderer:
         self._renderer.close()
 
 
+@dataclass(frozen=True)
+class CameraPose:
+    """A camera moved to a rig's pose: in its parent's frame, quaternion (w, x, y, z), degrees.
+    Cameras only render, so moving one changes no physics."""
+
+    camera: str
+    pos: tuple[float, float, float] | None = None
+    quat: tuple[float, float, float, float] | None = None
+    fovy: float | None = None
+
+    def apply(self, model: mujoco.MjModel) -> None:
+        index = find_id(model, mujoco.mjtObj.mjOBJ_CAMERA, self.camera)
+        if self.pos is not None:
+            model.cam_pos[index] = self.pos
+        if self.quat is not None:
+            model.cam_quat[index] = self.quat
+        if self.fovy is not None:
+            model.cam_fovy[index] = self.fovy
+
+
 class EnvFrames:
     """Renders a PaperSquareEnv's cameras, reusing one renderer per env model."""
 
     def __init__(
-        self, height: int, width: int, cameras: Iterable[str], shadows: bool = True, samples: int | None = None
+        self,
+        height: int,
+        width: int,
+        cameras: Iterable[str],
+        shadows: bool = True,
+        samples: int | None = None,
+        detail: float = 1.0,
+        poses: tuple[CameraPose, ...] = (),
     ) -> None:
         self.height, self.width = height, width
         self.cameras = tuple(cameras)
         self.shadows, self.samples = shadows, samples
+        self.detail = detail  # the env builds its model with this render_detail (sim/scene.py)
+        self.poses = tuple(poses)  # where a mapping moves the cameras (its real rig)
         self._renderer: CameraRenderer | None = None
         self._model: mujoco.MjModel | None = None
 
@@ -81,13 +111,15 @@ class EnvFrames:
         if self._model is not model:
             if self._renderer is not None:
                 self._renderer.close()
+            for pose in self.poses:
+                pose.apply(model)
             self._renderer = CameraRenderer(model, self.height, self.width, shadows=self.shadows, samples=self.samples)
             self._model = model
         assert self._renderer is not None
         return self._renderer.render_many(data, self.cameras)
 
     def __getstate__(self):  # renderers hold GL contexts: never pickled, rebuilt on use
-        return {k: getattr(self, k) for k in ("height", "width", "cameras", "shadows", "samples")}
+        return {k: getattr(self, k) for k in ("height", "width", "cameras", "shadows", "samples", "detail", "poses")}
 
     def __setstate__(self, state) -> None:
         self.__init__(**state)
