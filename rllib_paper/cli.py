@@ -117,7 +117,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     gr.add_argument("--steps", type=int, default=320, help="timed steps per env (state-only phases)")
     gr.add_argument("--frame-steps", type=int, default=96, help="timed steps per env with camera frames rendered")
     gr.add_argument("--latency-ms", type=float, default=50.0, help="added delay per stand-in reply")
-    gr.add_argument("--image-size", type=int, nargs=2, default=(96, 128), metavar=("H", "W"))
+    gr.add_argument(
+        "--image-size", type=int, nargs=2, default=None, metavar=("H", "W"), help="default: the mapping's (224 x 224)"
+    )
     gr.add_argument("--max-wait-ms", type=float, default=5.0, help="the actor's batching wait")
 
 
@@ -449,7 +451,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             steps=args.steps,
             frame_steps=args.frame_steps,
             latency_ms=args.latency_ms,
-            image_size=tuple(args.image_size),
+            image_size=tuple(args.image_size) if args.image_size else None,
             max_wait_ms=args.max_wait_ms,
         )
     return 0

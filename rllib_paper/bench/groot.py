@@ -41,17 +41,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _write_mapping(path: Path, image_size: tuple[int, int], cameras: bool) -> Path:
+def _write_mapping(path: Path, image_size: tuple[int, int] | None, cameras: bool) -> Path:
     import yaml
 
     from rllib_paper.policies.groot.config import CONFIG_DIR
 
     data = yaml.safe_load((CONFIG_DIR / "so100_dualcam.yaml").read_text())
-    data.update(image_size=list(image_size), render_shadows=False, render_samples=0, sim_state_key="state.sim")
+    # The mapping's own render settings (size, detail, shadows, multisampling): what a user gets.
+    data["sim_state_key"] = "state.sim"
+    if image_size is not None:
+        data["image_size"] = list(image_size)
     if not cameras:
         data["cameras"] = []
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _mapping_size() -> tuple[int, int]:
+    from rllib_paper.policies.groot.config import load_mapping
+
+    return load_mapping("so100_dualcam").image_size
 
 
 class _StandIn:
@@ -140,7 +149,7 @@ def run(
     steps: int = 320,
     frame_steps: int = 96,
     latency_ms: float = 50.0,
-    image_size: tuple[int, int] = (96, 128),
+    image_size: tuple[int, int] | None = None,
     max_wait_ms: float = 5.0,
     warmup: int = 16,
 ) -> dict[str, Any]:
@@ -155,7 +164,7 @@ def run(
     for label, value, low in (*checks, ("latency_ms", latency_ms, 0), ("max_wait_ms", max_wait_ms, 0)):
         if not value >= low:
             raise ConfigError(f"bench groot: {label}={value!r}: allowed range is [{low}, inf)")
-    if len(image_size) != 2 or min(image_size) < 1:
+    if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
         raise ConfigError(f"bench groot: image_size={image_size!r}: expected two positive integers (H, W)")
     tmp = tempfile.TemporaryDirectory(prefix="rp-bench-groot-", dir="/tmp")  # short: Ray's socket paths
     started, server = False, None
@@ -208,7 +217,7 @@ def run(
         "steps_per_env": steps,
         "frame_steps_per_env": frame_steps,
         "latency_ms": latency_ms,
-        "image_size": list(image_size),
+        "image_size": list(image_size or _mapping_size()),
         "max_wait_ms": max_wait_ms,
         "scripted_env_steps_per_s": scripted,
         "actor_env_steps_per_s": actor["env_steps_per_s"],
@@ -233,7 +242,7 @@ def main(
     steps: int = 320,
     frame_steps: int = 96,
     latency_ms: float = 50.0,
-    image_size: tuple[int, int] = (96, 128),
+    image_size: tuple[int, int] | None = None,
     max_wait_ms: float = 5.0,
 ) -> dict[str, Any]:
     r = run(
