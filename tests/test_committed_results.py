@@ -181,6 +181,14 @@ COMPARISONS = {
         "experiment_zero_phase2/eval_base",
         "experiment_zero_phase2/eval_residual",
     ),
+    "experiment_scripted_phase2_anneal/comparison_settle.json": (
+        "experiment_scripted_phase2_anneal/eval_base_settle",
+        "experiment_scripted_phase2_anneal/eval_residual_settle",
+    ),
+    "experiment_fast_phase2_seed0/comparison.json": (
+        "experiment_fast_phase2_seed0/eval_base",
+        "experiment_fast_phase2_seed0/eval_residual",
+    ),
 }
 
 

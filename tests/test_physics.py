@@ -21,7 +21,9 @@ def test_model_loads_with_robot_and_task_objects(default_model):
     assert PhysicsConfig().substeps == 33
     names = {model.camera(i).name for i in range(model.ncam)}
     assert {"top_view", "so101/wrist_view"} <= names
-    assert model.cam_fovy[ids.top_camera] == pytest.approx(140.0)
+    # The top view frames the arm, the frame and the start box (62 deg); the wrist keeps the seed's lens.
+    assert model.cam_fovy[ids.top_camera] == pytest.approx(62.0)
+    assert model.cam_fovy[ids.wrist_camera] == pytest.approx(140.0)
     assert model.nlight == 3
 
 
