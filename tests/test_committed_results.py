@@ -189,6 +189,10 @@ COMPARISONS = {
         "experiment_fast_phase2_seed0/eval_base",
         "experiment_fast_phase2_seed0/eval_residual",
     ),
+    "experiment_fast_phase2_seed1/comparison.json": (
+        "experiment_fast_phase2_seed1/eval_base",
+        "experiment_fast_phase2_seed1/eval_residual",
+    ),
 }
 
 
