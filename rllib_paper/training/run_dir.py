@@ -28,7 +28,7 @@ import yaml
 
 from rllib_paper.config import ConfigError
 from rllib_paper.residual.checkpoint import TrainedEnv, write_trained_env
-from rllib_paper.runtime.files import dump_json, write_text_atomic
+from rllib_paper.runtime.files import atomic_write, dump_json, write_text_atomic
 from rllib_paper.runtime.provenance import provenance
 from rllib_paper.training.config import TrainConfig, stop_reached
 
@@ -45,12 +45,13 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def rewrite_csv(path: Path, rows: list[dict[str, Any]], fieldnames: Sequence[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(fieldnames), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def append_csv(path: Path, rows: list[dict[str, Any]], fieldnames: Sequence[str]) -> None:
