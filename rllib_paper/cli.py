@@ -233,6 +233,48 @@ def _add_frames(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directory for the PNGs")
 
 
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record a base policy's seeded episodes as a LeRobot dataset (v3.0 or v2.1)")
+    _add_env_options(p, dr_default_help="default phase2")
+    p.add_argument("--episodes", type=int, default=10, help="seeds tried: --seed .. --seed+N-1")
+    p.add_argument("--seed", type=int, default=500, help="first seed (development seeds 0..999 by convention)")
+    p.add_argument("--out", required=True, help="dataset directory")
+    p.add_argument("--format", default="v3.0", choices=("v3.0", "v2.1"), help="v3.0: current LeRobot; v2.1: GR00T")
+    p.add_argument("--only-success", action="store_true", help="keep only episodes whose success held to the end")
+    p.add_argument("--cameras", default="", help="comma-separated camera videos to record: top,wrist")
+    p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
+    _add_settle(p)
+    p.add_argument("--workers", type=int, default=2, help="Ray actors (each takes one CPU)")
+    p.add_argument("--shard-size", type=int, default=5)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted recording in --out")
+    p.add_argument("--address", default=None, help="Ray address (default: start a local Ray)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_replay(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("replay", help="drive the sim with a dataset episode's actions; per-joint tracking error")
+    p.add_argument("dataset", help="LeRobot dataset directory (v2.1 or v3.0, local)")
+    p.add_argument("--episode", type=int, default=0)
+    p.add_argument("--layout", default="rllib_paper", help="key names and joint order: rllib_paper or paper_return")
+    p.add_argument(
+        "--sheet-start",
+        default=None,
+        metavar="X,Y,YAW",
+        help="sheet start (m, m, rad) for a dataset without a sheet pose (a real robot's)",
+    )
+    p.add_argument("--json", dest="json_out", default=None, help="also write the result here")
+
+
+def _add_bc(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bc", help="behaviour cloning of a chunked base policy from a LeRobot dataset")
+    bsub = p.add_subparsers(dest="bc", required=True)
+    tr = bsub.add_parser("train", help="train bc:RUN from a dataset (rllib-paper record ... --only-success)")
+    tr.add_argument("dataset", help="LeRobot dataset directory")
+    tr.add_argument("--out", required=True, help="run directory; then use --policy bc:RUN")
+    _add_set(tr, "override a BCConfig field, e.g. --set epochs=200 --set network.hidden=[256,256] (repeatable)")
+    tr.add_argument("--no-progress", action="store_true")
+
+
 def _add_submit(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submit",
@@ -271,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench(sub)
     _add_serve_policy(sub)
     _add_frames(sub)
+    _add_record(sub)
+    _add_replay(sub)
+    _add_bc(sub)
     _add_submit(sub)
     _add_local_cluster(sub)
     return parser
@@ -378,6 +423,66 @@ def _run_tune(args: argparse.Namespace) -> int:
         storage = f"{args.out.rstrip('/')}/tune"  # Tune writes trials to the URI itself
     with run_directory(args.out, resume=args.resume) as out:
         return tune_main(args.sweep, str(out), resume=args.resume, storage=storage, assignments=args.assignments)
+
+
+def _run_record(args: argparse.Namespace) -> int:
+    from rllib_paper.datasets.record import RecordConfig, record
+    from rllib_paper.evaluation.distributed import default_eval_env
+
+    env = _env_from_args(args, default_eval_env())
+    env = dataclasses.replace(env, task=dataclasses.replace(env.task, settle_after_success_steps=args.settle_steps))
+    summary = record(
+        RecordConfig(
+            env=env,
+            out=args.out,
+            episodes=args.episodes,
+            seed=args.seed,
+            format=args.format,
+            only_success=args.only_success,
+            cameras=tuple(c.strip() for c in args.cameras.split(",") if c.strip()),
+            image_size=tuple(args.image_size),
+            workers=args.workers,
+            shard_size=args.shard_size,
+            resume=args.resume,
+            address=args.address,
+            progress=not args.no_progress,
+        )
+    )
+    print(
+        f"recorded {summary['episodes_tried']} episodes ({summary['successes']} succeeded), kept "
+        f"{summary['episodes_kept']} in {args.out} (LeRobot {summary['format']}) in {summary['record_seconds']} s"
+    )
+    print(json.dumps({k: summary[k] for k in ("episodes_tried", "successes", "episodes_kept", "format")}))
+    return 0
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from rllib_paper.datasets.replay import format_replay, replay_episode
+    from rllib_paper.runtime.files import dump_json
+
+    sheet = None
+    if args.sheet_start:
+        try:
+            sheet = tuple(float(v) for v in args.sheet_start.split(","))
+        except ValueError:
+            sheet = ()
+        if len(sheet) != 3:
+            raise ConfigError(f"--sheet-start {args.sheet_start!r}: expected X,Y,YAW (metres, metres, radians)")
+    result = replay_episode(args.dataset, args.episode, layout=args.layout, sheet_start=sheet)
+    print(format_replay(result))
+    if args.json_out:
+        dump_json(result.to_dict(), args.json_out)
+    return 0 if result.exact is not False else 1
+
+
+def _run_bc(args: argparse.Namespace) -> int:
+    from rllib_paper.config import apply_overrides, from_dict
+    from rllib_paper.imitation.bc_train import BCConfig, train_bc
+
+    config = from_dict(BCConfig, apply_overrides(dataclasses.asdict(BCConfig()), args.assignments))
+    summary = train_bc(args.dataset, args.out, config, progress=not args.no_progress)
+    print(json.dumps({"bc": summary}))
+    return 0
 
 
 def _run_submit(args: argparse.Namespace) -> int:
@@ -497,6 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for path in save_reset_frames(args.out, seed=args.seed, dr=args.dr, mapping=args.mapping):
                 print(path)
             return 0
+        if args.command == "record":
+            return _run_record(args)
+        if args.command == "replay":
+            return _run_replay(args)
+        if args.command == "bc":
+            return _run_bc(args)
         if args.command == "submit":
             return _run_submit(args)
         if args.command == "local-cluster":
@@ -506,6 +617,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"rllib-paper: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        from rllib_paper.datasets.lerobot import DatasetError
+
+        if not isinstance(exc, DatasetError):
+            raise
+        print(f"rllib-paper: dataset error: {exc}", file=sys.stderr)
         return 2
     except ConnectionError as exc:
         print(f"rllib-paper: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ LAYERS = (
     ("policies",),
     ("envs",),
     ("residual",),
-    ("training", "evaluation"),
+    ("training", "evaluation", "datasets", "imitation"),
     ("tuning", "experiment"),
     ("bench", "cli", "__main__"),
 )

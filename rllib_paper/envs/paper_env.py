@@ -196,6 +196,26 @@ class PaperSquareEnv(gym.Env):
         info = {"episode_seed": episode_seed, "dr": self._draw.to_dict(), **self._task_info(result, False)}
         return self._state.astype(np.float32), info
 
+    def place(self, joint_angles: np.ndarray | None = None, sheet_xy_yaw: tuple[float, float, float] | None = None):
+        """Put the arm (holding its targets there) and the sheet at rest where given, after a reset:
+        a replay of a real robot's episode starts from its recorded joints, not from our home pose."""
+        data = self.data
+        if joint_angles is not None:
+            angles = np.asarray(joint_angles, dtype=np.float64).reshape(6)
+            data.qpos[self._qpos] = angles
+            data.qvel[self._qvel] = 0.0
+            self._target = np.minimum(np.maximum(angles, self._low), self._high)
+            data.ctrl[self._ctrl] = self._target
+        if sheet_xy_yaw is not None:
+            x, y, yaw = (float(v) for v in sheet_xy_yaw)
+            half = 0.5 * yaw
+            pose = (x, y, self.config.physics.paper_half_thickness, math.cos(half), 0.0, 0.0, math.sin(half))
+            data.qpos[self._paper_qpos] = pose
+            data.qvel[self.ids.paper_dof : self.ids.paper_dof + 6] = 0.0  # the free joint: linear and angular
+        mujoco.mj_forward(self.model, data)
+        self._update_state()
+        return self._state.astype(np.float32)
+
     def step(self, action):
         target = np.minimum(np.maximum(np.asarray(action, dtype=np.float64), self._low), self._high)
         self._target = target

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,7 @@ from rllib_paper.residual.checkpoint import check_checkpoint, read_trained_env
 from rllib_paper.runtime.files import atomic_write, dump_json
 from rllib_paper.runtime.provenance import provenance
 from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.runtime.shards import run_shards
 from rllib_paper.runtime.storage import is_uri
 
 SHARD_DIR = "shards"
@@ -395,24 +395,10 @@ class Evaluator:
         return _worker_class().remote(env_config, self.config.checkpoint)
 
     def _run_shards(self, todo: list[int], env_config: dict[str, Any], total: int, already: int) -> None:
-        import ray
-        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
         from tqdm import tqdm
 
         self._start_ray()
         size = self.config.shard_size
-        queue = deque(todo[i : i + size] for i in range(0, len(todo), size))
-        n_workers = min(self.config.workers, len(queue))
-        self.workers = [self._new_worker(env_config) for _ in range(n_workers)]
-        pending: dict[Any, tuple[int, list[int]]] = {}
-
-        def assign(index: int) -> None:
-            if queue:
-                shard = queue.popleft()
-                pending[self.workers[index].run_shard.remote(shard)] = (index, shard)
-
-        for index in range(n_workers):
-            assign(index)
         bar = tqdm(
             total=total,
             initial=already,
@@ -422,43 +408,32 @@ class Evaluator:
             smoothing=0.1,
         )
         shards_done = 0
+
+        def save(shard: list[int], rows: list[dict[str, Any]]) -> bool:
+            nonlocal shards_done
+            _write_atomic_parquet(pd.DataFrame(rows), self.shard_dir / _shard_name(shard))
+            self.episodes_run += len(rows)
+            shards_done += 1
+            bar.update(len(rows))
+            if self.on_shard_done is not None:
+                self.on_shard_done(shards_done, len(todo))
+            # Its server stopped answering: the next shards would fail the same way, each
+            # episode after two timeouts. Let the running shards finish, start no new one.
+            self.base_failed = self.base_failed or any(row["base_policy_failed"] for row in rows)
+            return not self.base_failed
+
         try:
-            while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                ref = ready[0]
-                index, shard = pending.pop(ref)
-                try:
-                    rows = ray.get(ref)
-                except (RayActorError, WorkerCrashedError) as exc:
-                    if getattr(exc, "actor_init_failed", False):  # a bad env/policy/checkpoint: retrying cannot help
-                        raise RuntimeError(f"an evaluation worker could not start: {exc}") from None
-                    self.worker_failures += 1
-                    if self.worker_failures > self.config.max_worker_failures:
-                        raise RuntimeError(f"{self.worker_failures} evaluation workers died; last: {exc}") from exc
-                    queue.appendleft(shard)  # retried on the replacement worker (or any free one)
-                    self.workers[index] = self._new_worker(env_config)
-                    assign(index)
-                    continue
-                except RayTaskError as exc:
-                    raise RuntimeError(f"an evaluation episode failed on seeds {shard}: {exc}") from exc
-                _write_atomic_parquet(pd.DataFrame(rows), self.shard_dir / _shard_name(shard))
-                self.episodes_run += len(rows)
-                shards_done += 1
-                bar.update(len(rows))
-                if self.on_shard_done is not None:
-                    self.on_shard_done(shards_done, len(todo))
-                # Its server stopped answering: the next shards would fail the same way, each
-                # episode after two timeouts. Let the running shards finish, start no new one.
-                self.base_failed = self.base_failed or any(row["base_policy_failed"] for row in rows)
-                if not self.base_failed:
-                    assign(index)
+            self.worker_failures += run_shards(
+                [todo[i : i + size] for i in range(0, len(todo), size)],
+                lambda: self._new_worker(env_config),
+                lambda worker, shard: worker.run_shard.remote(shard),
+                save,
+                workers=self.config.workers,
+                max_worker_failures=self.config.max_worker_failures,
+                pool=self.workers,
+            )
         finally:
             bar.close()
-            # Pending shards are actor tasks: killing their workers ends them (ray.cancel's force
-            # mode refuses actor tasks and would hide the error that brought us here).
-            for worker in self.workers:
-                ray.kill(worker)
-            self.workers = []
 
 
 def evaluate(config: EvalConfig, on_shard_done: Callable[[int, int], None] | None = None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 
 from rllib_paper.config import EnvConfig, coerce_env_config
 from rllib_paper.envs.residual import ResidualPaperEnv
+from rllib_paper.policies.base import BasePolicy
 
 ResidualFn = Callable[[np.ndarray], np.ndarray]
 
@@ -58,12 +59,16 @@ class EpisodeRunner:
         env_config: EnvConfig | Mapping[str, Any] | None,
         policy_spec: str | None = None,
         residual_fn: ResidualFn | None = None,
+        base_policy: BasePolicy | None = None,
+        render_mode: str | None = None,
     ) -> None:
+        """``base_policy``: an already built policy instead of the one the config names (the
+        recorder wraps it); ``render_mode="rgb_array"`` keeps the visual meshes for cameras."""
         config = coerce_env_config(env_config)
         if policy_spec is not None:
             config = coerce_env_config(config, residual={**asdict(config.residual), "base_policy": policy_spec})
         self.config = config
-        self.env = ResidualPaperEnv(config)
+        self.env = ResidualPaperEnv(config, render_mode=render_mode, base_policy=base_policy)
         self.residual_fn = residual_fn
 
     def run(self, seed: int, on_frame: Callable[[Any, dict[str, Any]], None] | None = None) -> EpisodeRecord:

@@ -67,29 +67,53 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-class EpisodeVideo:
-    """Collects one episode's frames (``add`` after reset and after every step) into an MP4 in memory."""
+class Mp4Encoder:
+    """H.264 frames into an MP4 in memory, one thread (a worker owns one CPU)."""
 
-    def __init__(self, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], cameras=CAMERAS) -> None:
+    def __init__(self, height: int, width: int, fps: int = FPS) -> None:
         import av
 
         if height < 16 or width < 16 or height % 2 or width % 2:
             raise ConfigError(f"video size {height}x{width}: expected even sizes of at least 16 pixels")
-        self.height, self.width, self.cameras = int(height), int(width), tuple(cameras)
-        self._renderer = None
-        self._model = None
         self._buffer = io.BytesIO()
         self._container = av.open(self._buffer, mode="w", format="mp4")
-        stream = self._container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = self.width * len(self.cameras), self.height
+        stream = self._container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = int(width), int(height)
         stream.pix_fmt = "yuv420p"
-        # One thread: an evaluation worker owns one CPU. CRF 23 / veryfast: small files, cheap encoding.
+        # CRF 23 / veryfast: small files, cheap encoding.
         stream.options = {"crf": "23", "preset": "veryfast", "threads": "1"}
         self._stream = stream
-        self._font = _font(max(10, self.height // 16))
         self.frames = 0
+
+    def add(self, image: np.ndarray) -> None:
+        import av
+
+        for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def finish(self) -> bytes:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        return self._buffer.getvalue()
+
+
+class EpisodeVideo:
+    """Collects one episode's frames (``add`` after reset and after every step) into an MP4 in memory."""
+
+    def __init__(self, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], cameras=CAMERAS) -> None:
+        self.height, self.width, self.cameras = int(height), int(width), tuple(cameras)
+        self._encoder = Mp4Encoder(self.height, self.width * len(self.cameras))
+        self._renderer = None
+        self._model = None
+        self._font = _font(max(10, self.height // 16))
         self.render_seconds = 0.0
         self.encode_seconds = 0.0
+
+    @property
+    def frames(self) -> int:
+        return self._encoder.frames
 
     def add(self, env, info: dict[str, Any]) -> None:
         """Render ``env`` (a PaperSquareEnv or anything with ``.env`` being one) now and append the frame."""
@@ -111,11 +135,7 @@ class EpisodeVideo:
         views = [self._renderer.render(paper.data, camera) for camera in self.cameras]
         image = self._overlay(np.concatenate(views, axis=1), info)
         middle = time.perf_counter()
-        import av
-
-        for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-            self._container.mux(packet)
-        self.frames += 1
+        self._encoder.add(image)
         self.render_seconds += middle - start
         self.encode_seconds += time.perf_counter() - middle
 
@@ -138,14 +158,12 @@ class EpisodeVideo:
     def finish(self) -> bytes:
         """Flush the encoder and return the MP4's bytes (the renderer is released)."""
         start = time.perf_counter()
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self._container.close()
+        mp4 = self._encoder.finish()
         self.encode_seconds += time.perf_counter() - start
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
-        return self._buffer.getvalue()
+        return mp4
 
 
 @dataclass

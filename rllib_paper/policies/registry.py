@@ -4,6 +4,7 @@
 |---------------|--------------------------------------------------------|------------------------------------------|
 | `zero`        | `zero`                                                 | hold the previous target (pure RL)       |
 | `scripted`    | `scripted[?PARAM=VALUE&...]`                           | the press-and-drag pusher (PusherParams) |
+| `bc`          | `bc:RUN_DIR[?execute=N&device=cpu]`                    | a chunked BC network (`rllib-paper bc`)  |
 | `groot`       | `groot:tcp://HOST:PORT?config=MAPPING[&token=..&...]`  | a GR00T inference service (or stand-in)  |
 | `groot-local` | `groot-local:MODEL_PATH?config=MAPPING[&device=..]`    | Gr00tPolicy in this process (GPU node)   |
 | `actor`       | `actor:SPEC[#name=..&num_gpus=..&max_batch=..]`        | SPEC in a shared, batching Ray actor     |
@@ -59,6 +60,18 @@ def _resolve_scripted(spec: PolicySpec) -> dict[str, Any]:
     return resolve_scripted(spec)
 
 
+def _build_bc(spec: PolicySpec, config: EnvConfig) -> BasePolicy:
+    from rllib_paper.policies.bc import make_bc_policy
+
+    return make_bc_policy(spec, config)
+
+
+def _resolve_bc(spec: PolicySpec) -> dict[str, Any]:
+    from rllib_paper.policies.bc import resolve_bc
+
+    return resolve_bc(spec)
+
+
 def _build_groot(spec: PolicySpec, config: EnvConfig) -> BasePolicy:
     from rllib_paper.policies.groot.policy import make_groot_policy
 
@@ -98,6 +111,7 @@ def _ping_actor(spec: PolicySpec) -> None:
 BASE_POLICIES: dict[str, BasePolicyKind] = {
     "zero": BasePolicyKind(_build_zero, _resolve_zero),
     "scripted": BasePolicyKind(_build_scripted, _resolve_scripted),
+    "bc": BasePolicyKind(_build_bc, _resolve_bc),
     "groot": BasePolicyKind(_build_groot, _resolve_groot, _ping_groot),
     "groot-local": BasePolicyKind(_build_groot, _resolve_groot),
     "actor": BasePolicyKind(_build_actor, _resolve_actor, _ping_actor),
@@ -134,7 +148,7 @@ def resolve_base_policy(spec: str | PolicySpec) -> dict[str, Any]:
 
 
 # Settings that change where or how patiently a policy is asked, not what it answers.
-_NOT_IDENTITY = {"groot": ("target", "timeout_s", "batched")}
+_NOT_IDENTITY = {"groot": ("target", "timeout_s", "batched"), "bc": ("run_dir",)}
 
 
 def policy_identity(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:

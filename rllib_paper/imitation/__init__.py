@@ -1,0 +1,1 @@
+"""Imitation learning: behaviour cloning of a chunked base policy from LeRobot datasets."""
