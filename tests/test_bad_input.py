@@ -65,12 +65,25 @@ def test_a_bad_checkpoint_is_one_sentence_before_ray_starts(tmp_path, capsys, mo
         (["eval", "--set", "env.residual.alpha=nan"], "residual.alpha=nan: expected a finite number"),
         (["rollout", "--policy", "scripted?drag_speed=-inf"], "pusher.drag_speed='-inf': expected a finite number"),
         (["train", "--set", "ppo.lr=nan"], "ppo.lr=nan: expected a finite number"),
+        (["record", "--cameras", "side"], "cameras=['side']: unknown ['side']; allowed: ['top', 'wrist']"),
+        (["record", "--episodes", "0"], "episodes=0: allowed range is [1, inf)"),
+        (["record", "--policy", "bc:no/such/run"], "no/such/run/bc_policy.json does not exist"),
+        (["eval", "--policy", "bc:no/such/run?execute=0"], "bc_policy.json does not exist"),
     ],
 )
 def test_bad_spec_or_env_value_is_one_sentence_before_ray_starts(tmp_path, capsys, monkeypatch, argv, message):
+    """Every command that builds envs or runs episodes refuses a bad value before Ray starts."""
     ray_calls = _forbid_ray(monkeypatch)
     out = tmp_path / "out"
     assert main([*argv, "--out", str(out)] if argv[0] != "rollout" else argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not ray_calls and not out.exists()
+
+
+@pytest.mark.parametrize("command", [["replay"], ["bc", "train"]])
+def test_a_dataset_that_is_not_there_is_one_sentence(tmp_path, capsys, command):
+    argv = [*command, str(tmp_path / "missing")]
+    assert main([*argv, "--out", str(tmp_path / "run")] if command[0] == "bc" else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rllib-paper: dataset error:") and "missing" in err and len(err.splitlines()) == 1, err

@@ -118,11 +118,17 @@ def test_chunk_samples_repeat_the_last_action_past_the_end():
     np.testing.assert_array_equal(chunks[3], actions[[3, 4, 4, 4]])  # qpos are zero: delta = absolute
 
 
-def test_bc_trains_and_serves_as_a_base_policy(recorded, tmp_path):
+@pytest.fixture(scope="module")
+def bc_run(recorded, tmp_path_factory):
     root, _ = recorded
-    run = tmp_path / "bc"
+    run = tmp_path_factory.mktemp("bc") / "run"
     config = BCConfig(network=BCNetwork(hidden=(64, 64)), epochs=30, batch_size=64, val_fraction=0.25)
-    summary = train_bc(root / "v3.0", run, config, progress=False)
+    return run, train_bc(root / "v3.0", run, config, progress=False)
+
+
+def test_bc_trains_and_serves_as_a_base_policy(recorded, bc_run):
+    root, _ = recorded
+    run, summary = bc_run
     metrics = (run / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 31 and (run / "loss.png").stat().st_size > 0
     first, last = float(metrics[1].split(",")[1]), float(metrics[-1].split(",")[1])
@@ -144,24 +150,75 @@ def test_bc_trains_and_serves_as_a_base_policy(recorded, tmp_path):
     assert episode.steps > 0 and not episode.sim_unstable
 
 
-def test_bc_rejects_a_bad_execution_horizon(recorded, tmp_path):
+def _first_chunk(spec: str) -> np.ndarray:
+    runner = EpisodeRunner(SHORT, policy_spec=spec)
+    runner.env.reset(seed=SEEDS[0])
+    return runner.env.base_target.copy()
+
+
+def test_bc_behind_a_batching_actor_proposes_what_it_does_in_process(bc_run):
+    run, _ = bc_run
+    local = _first_chunk(f"bc:{run}")
+    served = _first_chunk(f"actor:bc:{run}#name=test-bc-actor&timeout=60")
+    np.testing.assert_allclose(served, local, atol=1e-6)
+
+
+def test_bc_served_over_the_groot_protocol_proposes_what_it_does_in_process(bc_run, tmp_path):
+    import yaml
+
+    from rllib_paper.policies.groot.config import CONFIG_DIR, load_mapping
+    from rllib_paper.policies.groot.server import PolicyServer
+
+    run, _ = bc_run
+    # The stand-in server hands our policy the sim's 25-D state under state.sim, as BC needs it.
+    small = {"image_size": [48, 64], "render_shadows": False, "render_samples": 0, "sim_state_key": "state.sim"}
+    data = {**yaml.safe_load((CONFIG_DIR / "so100_dualcam.yaml").read_text()), **small}
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(data))
+    server = PolicyServer(f"bc:{run}", load_mapping(path), port=0)
+    port = server.bind()
+    server.start_thread()
+    try:
+        served = _first_chunk(f"groot:tcp://127.0.0.1:{port}?config={path}&timeout=20")
+    finally:
+        server.stop()
+    np.testing.assert_allclose(served, _first_chunk(f"bc:{run}"), atol=1e-5)
+
+
+def test_bc_rejects_a_bad_execution_horizon(bc_run, tmp_path):
     from rllib_paper.config import ConfigError
 
-    root, _ = recorded
-    run = tmp_path / "bc"
-    train_bc(root / "v3.0", run, BCConfig(network=BCNetwork(hidden=(16,)), epochs=1), progress=False)
+    run, _ = bc_run
     with pytest.raises(ConfigError, match=r"execute=17: allowed range is \[1, 16\]"):
         resolve_base_policy(f"bc:{run}?execute=17")
     with pytest.raises(ConfigError, match=r"bc_policy\.json does not exist"):
         resolve_base_policy(f"bc:{tmp_path / 'nothing'}")
 
 
-def test_record_refuses_to_overwrite_and_resumes(recorded, tmp_path):
+def test_record_refuses_to_overwrite_and_resumes_an_interrupted_recording(recorded, tmp_path):
     from rllib_paper.config import ConfigError
+    from rllib_paper.datasets.record import Float32Targets, _stage, record_episode
 
     root, _ = recorded
     with pytest.raises(ConfigError, match="already holds a dataset"):
         record(RecordConfig(env=SHORT, out=str(root / "v3.0"), episodes=1, seed=SEEDS[0], progress=False))
+    # An interrupted recording: one episode staged, then the run died. The staged episode is
+    # marked so that a re-recording of it would show.
+    out = tmp_path / "ds"
+    staging = tmp_path / "ds.recording"
+    staging.mkdir()
+    runner = EpisodeRunner(SHORT, base_policy=Float32Targets(make_base_policy("scripted", SHORT)))
+    episode = record_episode(runner, SEEDS[0])
+    episode["extra"]["dr"]["marker"] = 1.0
+    _stage(staging, episode)
+    config = RecordConfig(env=SHORT, out=str(out), episodes=2, seed=SEEDS[0], workers=1, progress=False)
+    with pytest.raises(ConfigError, match="interrupted recording: pass --resume"):
+        record(config)
+    summary = record(RecordConfig(**{**config.__dict__, "resume": True}))
+    dataset = read_dataset(out)
+    assert summary["episodes_kept"] == 2 and [e["seed"] for e in dataset.episodes] == [SEEDS[0], SEEDS[0] + 1]
+    assert dataset.episodes[0]["dr"]["marker"] == 1.0 and "marker" not in dataset.episodes[1]["dr"]
+    assert not staging.exists()
 
 
 def test_cli_replay_prints_per_joint_errors(recorded):
@@ -174,3 +231,35 @@ def test_cli_replay_prints_per_joint_errors(recorded):
     )
     assert out.returncode == 0, out.stderr
     assert "shoulder_pan" in out.stdout and "exact reproduction of the recorded episode: yes" in out.stdout
+
+
+def test_a_real_robots_dataset_replays_the_arm_from_its_first_recorded_state(tmp_path, write_paper_return):
+    """No seed, no sheet pose: the arm starts where the recording starts and the sheet where told."""
+    root = write_paper_return(tmp_path / "paper_return", lengths=(12,))
+    result = replay_episode(root, 0, layout="paper_return", sheet_start=(0.25, 0.02, 0.1))
+    assert result.seed is None and result.exact is None and result.frames == 12 and result.fps == 30
+    assert [j.joint for j in result.joints] == [f"motor_{i}" for i in range(1, 7)]
+    assert result.joints[0].mean_abs_deg < result.joints[0].max_abs_deg  # frame 0 is exact, later ones track
+    assert result.sheet_end["x"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_recorded_camera_videos_have_one_frame_per_dataset_frame(ray_local, tmp_path):
+    from rllib_paper.evaluation.videos import count_frames
+
+    env = coerce_env_config(SHORT, task={**SHORT.to_dict()["task"], "max_steps": 12})
+    record(
+        RecordConfig(
+            env=env,
+            out=str(tmp_path / "cams"),
+            episodes=1,
+            seed=SEEDS[0],
+            cameras=("top", "wrist"),
+            image_size=(32, 48),
+            workers=1,
+            progress=False,
+        )
+    )
+    dataset = read_dataset(tmp_path / "cams")
+    assert dataset.info["features"]["observation.images.top"]["shape"] == [32, 48, 3]
+    for key in ("observation.images.top", "observation.images.wrist"):
+        assert count_frames(dataset.video_path(0, key)) == dataset.episodes[0]["length"]

@@ -982,6 +982,14 @@ class LeRobotDataset:
             raise IndexError(f"{self.root}: episode_index {index} is not in the dataset ({len(self)} episodes)")
         return positions[index]
 
+    def episode_record(self, index: int) -> dict:
+        """The episodes-table row of episode_index ``index`` (length, tasks, extra metadata)."""
+        return self.episodes[self._position(index)]
+
+    @property
+    def episode_indices(self) -> list[int]:
+        return [int(e["episode_index"]) for e in self.episodes]
+
     def _table(self, path: Path) -> pa.Table:
         if self._cache.get("path") != path:
             self._cache.update(path=path, table=_read_table(path))
@@ -1107,3 +1115,33 @@ def read_dataset(root: str | Path, layout: DatasetLayout | str = "rllib_paper") 
         stats=stats,
         _locations=locations,
     )
+
+
+def write_subset(
+    dataset: LeRobotDataset, out: str | Path, episode_indices: Iterable[int], format: str | None = None
+) -> Path:
+    """A new dataset holding some episodes of ``dataset`` (their frames, tasks, extras and videos):
+    a sample small enough to commit or to attach to a bug report, readable like the whole."""
+    features = {k: f for k, f in dataset.features.items() if k not in FRAME_FEATURES}
+    writer = DatasetWriter(
+        out,
+        fps=dataset.fps,
+        features=features,
+        robot_type=dataset.info.get("robot_type"),
+        format=format or ("v2.1" if dataset.version != "v3.0" else "v3.0"),
+        layout=dataset.layout,
+    )
+    standard = {"episode_index", "tasks", "length"}
+    for index in episode_indices:
+        record = dataset.episode_record(index)
+        columns = {k: v for k, v in dataset.episode(index).items() if k not in FRAME_FEATURES}
+        videos = {}
+        for key, feature in features.items():
+            if feature["dtype"] == "video":
+                path, start, _ = dataset.video_segment(index, key)
+                if start != 0.0:
+                    raise _error(path, key, "holds several episodes; write_subset copies whole-episode videos only")
+                videos[key] = path
+        extra = {k: v for k, v in record.items() if k not in standard}
+        writer.add_episode(columns, record["tasks"][0], extra=extra or None, videos=videos or None)
+    return writer.finalize()

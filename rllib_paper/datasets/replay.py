@@ -68,7 +68,7 @@ def _sheet(pos: np.ndarray, quat: np.ndarray) -> dict[str, float]:
 
 def _env_for(dataset: LeRobotDataset, episode: int, sheet_start) -> tuple[PaperSquareEnv, int | None, dict | None]:
     meta_path = dataset.root / SIM_META
-    record = dataset.episodes[episode]
+    record = dataset.episode_record(episode)
     if meta_path.is_file() and "seed" in record:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         env = PaperSquareEnv(coerce_env_config(meta["env"]), visual=False)
@@ -84,8 +84,9 @@ def replay_episode(
     sheet_start: tuple[float, float, float] | None = None,
 ) -> ReplayResult:
     dataset = read_dataset(root, layout)
-    if not 0 <= episode < len(dataset):
-        raise ConfigError(f"episode={episode}: allowed range is [0, {len(dataset) - 1}] ({root})")
+    if episode not in dataset.episode_indices:
+        indices = dataset.episode_indices
+        raise ConfigError(f"episode={episode}: {root} holds episode_index {indices[0]}..{indices[-1]} ({len(indices)})")
     states, actions = dataset.states(episode), dataset.actions(episode)
     columns = dataset.episode(episode)
     env, seed, dr = _env_for(dataset, episode, sheet_start)

@@ -137,7 +137,9 @@ def train_bc(dataset_dir: str | Path, out: str | Path, config: BCConfig, progres
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.torch_threads)
     dataset = read_dataset(dataset_dir, config.layout)
-    train_eps, val_eps = split_episodes(len(dataset), config.val_fraction, config.seed)
+    positions_train, positions_val = split_episodes(len(dataset), config.val_fraction, config.seed)
+    indices = dataset.episode_indices
+    train_eps, val_eps = [indices[p] for p in positions_train], [indices[p] for p in positions_val]
     if not train_eps:
         raise ConfigError(f"{dataset_dir}: {len(dataset)} episodes leave none to train on (val_fraction)")
 
