@@ -241,6 +241,13 @@ def _add_record(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="dataset directory")
     p.add_argument("--format", default="v3.0", choices=("v3.0", "v2.1"), help="v3.0: current LeRobot; v2.1: GR00T")
     p.add_argument("--only-success", action="store_true", help="keep only episodes whose success held to the end")
+    p.add_argument(
+        "--action-noise",
+        type=float,
+        default=0.0,
+        help="std (rad) of Gaussian noise on the executed (and recorded) targets: demonstrations of recovering "
+        "from perturbations, for a BC policy a residual can explore around (docs/bc.md)",
+    )
     p.add_argument("--cameras", default="", help="comma-separated camera videos to record: top,wrist")
     p.add_argument("--image-size", type=int, nargs=2, default=(224, 224), metavar=("H", "W"))
     _add_settle(p)
@@ -439,6 +446,7 @@ def _run_record(args: argparse.Namespace) -> int:
             seed=args.seed,
             format=args.format,
             only_success=args.only_success,
+            action_noise=args.action_noise,
             cameras=tuple(c.strip() for c in args.cameras.split(",") if c.strip()),
             image_size=tuple(args.image_size),
             workers=args.workers,

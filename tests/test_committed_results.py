@@ -234,3 +234,21 @@ def test_committed_mcnemar_p_is_recomputed_from_the_committed_tables(name):
     if name.endswith("/comparison.json") and summary.is_file():
         experiment = json.loads(summary.read_text())
         assert experiment["paired_table"] == counts and experiment["mcnemar_exact_p"] == committed["mcnemar_exact_p"]
+
+
+def test_the_committed_demonstration_sample_replays_exactly():
+    """The BC base's data is reproducible from the code: its committed episode replays bit for bit."""
+    from rllib_paper.datasets.replay import replay_episode
+
+    result = replay_episode(RESULTS / "demos_phase2_noise01/sample_episode0", 0)
+    assert result.seed == 500 and result.exact is True and result.inside_frame_at_end
+
+
+def test_the_committed_bc_base_is_the_one_residual_bc_trains_over():
+    from rllib_paper.policies.registry import resolve_base_policy
+    from rllib_paper.training.config import load_train_config
+
+    spec = load_train_config("residual_bc").env.residual.base_policy
+    record = resolve_base_policy(spec)
+    assert record["params"]["dataset"]["path"] == "runs/demos_phase2_noise01"
+    assert record["params"]["network"]["chunk_length"] == 16 and record["params"]["network"]["execution_horizon"] == 8

@@ -49,6 +49,7 @@ CAMERA_NAMES = {"top": "top_view", "wrist": "so101/wrist_view"}  # --cameras nam
 DEFAULT_SETTLE_STEPS = 30  # demonstrations include the evaluation's settle phase (1 s of holding)
 TASK_STATE_KEY = "observation.task_state"
 SHEET_NAMES = ("x", "y", "z", "qw", "qx", "qy", "qz")
+NOISE_STREAM = 0x5EED  # the action-noise generator's stream, apart from the episode's DR draw
 
 
 @dataclass
@@ -59,6 +60,7 @@ class RecordConfig:
     seed: int = 500  # development seeds (0..999): held-out seeds stay unseen by anything trained
     format: str = "v3.0"  # or "v2.1" (GR00T fine-tuning, the paper_return dataset)
     only_success: bool = False  # keep only episodes whose success held to the end
+    action_noise: float = 0.0  # std (rad) of Gaussian noise on the executed targets (Float32Targets)
     cameras: tuple[str, ...] = ()  # names from CAMERA_NAMES
     image_size: tuple[int, int] = (224, 224)  # (height, width) of each camera video
     workers: int = 2
@@ -83,6 +85,8 @@ class RecordConfig:
         height, width = self.image_size
         if height < 16 or width < 16 or height % 2 or width % 2:
             raise ConfigError(f"image_size={list(self.image_size)}: expected even sizes of at least 16 pixels")
+        if not 0.0 <= self.action_noise <= 0.1:
+            raise ConfigError(f"action_noise={self.action_noise}: allowed range is [0, 0.1] rad")
         if self.workers < 1 or self.shard_size < 1:
             raise ConfigError(f"workers={self.workers}, shard_size={self.shard_size}: allowed range is [1, inf)")
 
@@ -93,21 +97,33 @@ class RecordConfig:
 
 class Float32Targets:
     """The wrapped policy's targets rounded to float32 before the env executes them: the
-    dataset's float32 actions are then exactly what was sent, and a replay is exact."""
+    dataset's float32 actions are then exactly what was sent, and a replay is exact.
 
-    def __init__(self, inner: BasePolicy) -> None:
+    ``noise_std`` > 0 adds Gaussian noise (radians, per joint and target, seeded by the episode)
+    to what is executed and recorded: demonstrations that visit the states a perturbed policy
+    reaches, with the closed-loop demonstrator's corrections from there (DART, Laskey et al.
+    2017). A policy cloned from them tolerates perturbations, such as a residual's exploration,
+    that one cloned from clean demonstrations does not (docs/bc.md)."""
+
+    def __init__(self, inner: BasePolicy, noise_std: float = 0.0) -> None:
         self.inner = inner
         self.chunk_length = inner.chunk_length
         self.execution_horizon = inner.execution_horizon
+        self.noise_std = float(noise_std)
+        self._rng = np.random.default_rng(0)
 
     def __getattr__(self, name: str) -> Any:  # frames, extra_observations, stateless: the inner policy's
         return getattr(self.inner, name)
 
     def reset(self, seed: int | None = None) -> None:
         self.inner.reset(seed=seed)
+        self._rng = np.random.default_rng([NOISE_STREAM, 0 if seed is None else int(seed)])
 
     def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(self.inner.act(observations), dtype=np.float32).astype(np.float64)
+        chunk = np.asarray(self.inner.act(observations), dtype=np.float64)
+        if self.noise_std > 0.0:
+            chunk = chunk + self._rng.normal(0.0, self.noise_std, chunk.shape)
+        return chunk.astype(np.float32).astype(np.float64)
 
 
 def features(config: RecordConfig) -> dict[str, dict[str, Any]]:
@@ -210,12 +226,14 @@ def record_episode(runner, seed: int, cameras: Sequence[str] = (), image_size=(2
 
 
 class _RecordWorkerImpl:
-    def __init__(self, env_config: dict[str, Any], cameras: Sequence[str], image_size: Sequence[int]) -> None:
+    def __init__(
+        self, env_config: dict[str, Any], cameras: Sequence[str], image_size: Sequence[int], action_noise: float
+    ) -> None:
         from rllib_paper.evaluation.episodes import EpisodeRunner
         from rllib_paper.policies.registry import make_base_policy
 
         config = coerce_env_config(env_config)
-        policy = Float32Targets(make_base_policy(config.residual.base_policy, config))
+        policy = Float32Targets(make_base_policy(config.residual.base_policy, config), action_noise)
         self.runner = EpisodeRunner(config, base_policy=policy, render_mode="rgb_array" if cameras else None)
         self.cameras, self.image_size = tuple(cameras), tuple(image_size)
 
@@ -254,6 +272,7 @@ def _snapshot(config: RecordConfig) -> dict[str, Any]:
         "dr": preset_name(config.env.randomization),
         "seeds": [config.seed, config.seed + config.episodes - 1],
         "only_success": config.only_success,
+        "action_noise": config.action_noise,
         "cameras": list(config.cameras),
         "image_size": list(config.image_size),
         "format": config.format,
@@ -274,7 +293,7 @@ def _prepare(config: RecordConfig, out: Path, staging: Path) -> None:
             raise ConfigError(f"out={str(out)!r} holds an interrupted recording: pass --resume to continue it")
         if snapshot_path.is_file():
             previous = json.loads(snapshot_path.read_text(encoding="utf-8"))
-            for key in ("env", "base_policy", "cameras", "image_size"):
+            for key in ("env", "base_policy", "cameras", "image_size", "action_noise"):
                 if previous.get(key) != json.loads(json.dumps(snapshot[key])):
                     raise ConfigError(f"--resume: {key} differs from the recording in {out}")
     staging.mkdir(parents=True, exist_ok=True)
@@ -316,7 +335,7 @@ def record(config: RecordConfig) -> dict[str, Any]:
         try:
             run_shards(
                 [todo[i : i + config.shard_size] for i in range(0, len(todo), config.shard_size)],
-                lambda: worker_class.remote(env_config, config.cameras, config.image_size),
+                lambda: worker_class.remote(env_config, config.cameras, config.image_size, config.action_noise),
                 lambda worker, shard: worker.record_shard.remote(shard),
                 save,
                 workers=config.workers,

@@ -30,7 +30,14 @@ import numpy as np
 from rllib_paper.config import ConfigError, from_dict
 from rllib_paper.datasets.lerobot import DatasetError, read_dataset
 from rllib_paper.datasets.record import TASK_STATE_KEY
-from rllib_paper.policies.bc import BCNetwork, Normalisation, build_network, chunk_targets, save_bc_checkpoint
+from rllib_paper.policies.bc import (
+    BCNetwork,
+    Normalisation,
+    build_network,
+    chunk_targets,
+    input_mask,
+    save_bc_checkpoint,
+)
 from rllib_paper.sim.observation import OBS_DIM
 
 LOSSES = ("l1", "mse")
@@ -52,8 +59,10 @@ class BCConfig:
     def __post_init__(self) -> None:
         if isinstance(self.network, dict):
             self.network = from_dict(BCNetwork, self.network, "network")
-        if isinstance(self.network.hidden, list):
-            self.network = BCNetwork(**{**asdict(self.network), "hidden": tuple(self.network.hidden)})
+        if isinstance(self.network.hidden, list) or isinstance(self.network.masked_inputs, list):
+            fields = asdict(self.network)
+            fields.update(hidden=tuple(fields["hidden"]), masked_inputs=tuple(fields["masked_inputs"]))
+            self.network = BCNetwork(**fields)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r}: allowed: {list(LOSSES)}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -155,6 +164,7 @@ def train_bc(dataset_dir: str | Path, out: str | Path, config: BCConfig, progres
 
     def normalise(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
         xn = (x - np.asarray(norm.obs_mean, np.float32)) / np.asarray(norm.obs_std, np.float32)
+        xn = np.where(input_mask(config.network), xn, np.float32(0.0)).astype(np.float32)
         yn = (y - np.asarray(norm.action_mean, np.float32)) / np.asarray(norm.action_std, np.float32)
         return torch.from_numpy(xn), torch.from_numpy(yn.reshape(len(y), config.network.chunk_length * 6))
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from rllib_paper.config import ConfigError, EnvConfig
 from rllib_paper.policies.spec import PolicySpec, parse_number
-from rllib_paper.sim.observation import OBS_DIM, QPOS
+from rllib_paper.sim.observation import FIELDS, OBS_DIM, QPOS, TASK_FIELDS
 
 CONFIG_FILE = "bc_policy.json"
 WEIGHTS_FILE = "bc_policy.pt"
@@ -44,8 +44,15 @@ class BCNetwork:
     execution_horizon: int = 8  # of which executed before the next query (GR00T's client default)
     action_mode: str = "delta"  # see ACTION_MODES
     dropout: float = 0.0
+    # Observation fields the network does not see (set to their mean), e.g. ("qvel",) for a policy
+    # that, like GR00T, reads joint positions only. Measured in docs/bc.md.
+    masked_inputs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        known = [f.name for f in TASK_FIELDS]
+        unknown = [name for name in self.masked_inputs if name not in known]
+        if unknown:
+            raise ConfigError(f"network.masked_inputs={list(self.masked_inputs)}: unknown {unknown}; allowed: {known}")
         if self.action_mode not in ACTION_MODES:
             raise ConfigError(f"network.action_mode={self.action_mode!r}: allowed: {list(ACTION_MODES)}")
         if self.chunk_length < 1:
@@ -68,6 +75,14 @@ class Normalisation:
     obs_std: list[float] = field(default_factory=lambda: [1.0] * OBS_DIM)
     action_mean: list[float] = field(default_factory=lambda: [0.0] * 6)  # per joint, over all chunk positions
     action_std: list[float] = field(default_factory=lambda: [1.0] * 6)
+
+
+def input_mask(network: BCNetwork) -> np.ndarray:
+    """(OBS_DIM,) bool: True where the network sees the observation."""
+    mask = np.ones(OBS_DIM, dtype=bool)
+    for name in network.masked_inputs:
+        mask[FIELDS[name].slice] = False
+    return mask
 
 
 def build_network(network: BCNetwork):
@@ -133,13 +148,22 @@ class BCPolicy:
 
         self.run_dir = Path(run_dir)
         record = read_bc_record(self.run_dir)
-        network = BCNetwork(**{**record["network"], "hidden": tuple(record["network"]["hidden"])})
+        stored = record["network"]
+        network = BCNetwork(
+            **{
+                **stored,
+                "hidden": tuple(stored["hidden"]),
+                # Checkpoints from before inputs could be masked saw every field.
+                "masked_inputs": tuple(stored.get("masked_inputs", ())),
+            }
+        )
         if execution_horizon is not None:
             network = BCNetwork(**{**asdict(network), "execution_horizon": int(execution_horizon)})
         self.network = network
         self.chunk_length = network.chunk_length
         self.execution_horizon = network.execution_horizon
         norm = Normalisation(**record["normalisation"])
+        self._mask = input_mask(network)
         self._obs_mean = np.asarray(norm.obs_mean, dtype=np.float32)
         self._obs_std = np.asarray(norm.obs_std, dtype=np.float32)
         self._action_mean = np.asarray(norm.action_mean, dtype=np.float64)
@@ -157,7 +181,7 @@ class BCPolicy:
         import torch
 
         state = np.asarray(observations["state"], dtype=np.float32)
-        normalised = (state - self._obs_mean) / self._obs_std
+        normalised = np.where(self._mask, (state - self._obs_mean) / self._obs_std, np.float32(0.0))
         with torch.inference_mode():
             out = self.model(torch.from_numpy(normalised).to(self.device)).cpu().numpy().astype(np.float64)
         chunk = out.reshape(len(state), self.chunk_length, 6) * self._action_std + self._action_mean
