@@ -193,6 +193,10 @@ COMPARISONS = {
         "experiment_fast_phase2_seed1/eval_base",
         "experiment_fast_phase2_seed1/eval_residual",
     ),
+    "experiment_bc_phase2_first_crossing/comparison.json": (
+        "experiment_bc_phase2_first_crossing/eval_base",
+        "experiment_bc_phase2_first_crossing/eval_residual",
+    ),
 }
 
 
