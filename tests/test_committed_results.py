@@ -197,6 +197,10 @@ COMPARISONS = {
         "experiment_bc_phase2_first_crossing/eval_base",
         "experiment_bc_phase2_first_crossing/eval_residual",
     ),
+    "experiment_bc_phase2_settle_dev/comparison.json": (
+        "experiment_bc_phase2_settle_dev/eval_base",
+        "experiment_bc_phase2_settle_dev/eval_residual",
+    ),
 }
 
 
