@@ -286,3 +286,29 @@ def test_action_noise_is_seeded_per_episode_recorded_as_sent_and_replays_exactly
 
     (root / SIM_META).write_text(json.dumps({"env": SHORT.to_dict()}))
     assert replay_episode(root, 0).exact is True
+
+
+def test_temporal_ensemble_blends_every_earlier_chunks_prediction_for_this_step():
+    from rllib_paper.policies.bc import TemporalEnsemble
+
+    calls = []
+
+    def predict(observations):  # chunk number k predicts k + step offset / 10 for each step ahead
+        calls.append(len(calls))
+        return np.stack([np.full((4, 6), len(calls) - 1 + np.arange(4)[:, None] / 10)])
+
+    ensemble = TemporalEnsemble(predict, horizon=4, m=0.5)
+    obs = {"state": np.zeros((1, 25)), "target": np.zeros((1, 6))}
+    first = ensemble.act(obs)
+    assert first.shape == (1, 1, 6) and first[0, 0, 0] == pytest.approx(0.0)
+    second = ensemble.act(obs)  # chunk 0 says 0.1 for this step, chunk 1 says 1.0; the older weighs more
+    w = np.exp(-0.5)
+    assert second[0, 0, 0] == pytest.approx((0.1 + w * 1.0) / (1 + w))
+    for _ in range(5):
+        out = ensemble.act(obs)
+    assert len(ensemble._past) == 4  # only chunks that still predict this step count
+    assert out[0, 0, 0] == pytest.approx(
+        sum(np.exp(-0.5 * i) * (3 + i + (3 - i) / 10) for i in range(4)) / sum(np.exp(-0.5 * i) for i in range(4))
+    )
+    ensemble.reset()
+    assert ensemble._past == []

@@ -6,9 +6,10 @@ asking again). ``rllib-paper bc train`` (``imitation/bc_train.py``) fits it to a
 dataset; this module holds the network and the policy that serves it, so a trained run is a
 base policy wherever a spec is accepted::
 
-    bc:RUN_DIR[?execute=N&device=cpu]
+    bc:RUN_DIR[?execute=N&device=cpu]   or   bc:RUN_DIR?ensemble=M
 
-``execute`` is the execution horizon (default: the horizon the run was trained for, 8 of 16).
+``execute`` is the execution horizon (default: the horizon the run was trained for, 8 of 16);
+``ensemble=M`` instead queries every step and blends the chunks (``TemporalEnsemble``).
 The checkpoint is two files in ``RUN_DIR``: ``bc_policy.json`` (architecture, horizons,
 normalisation statistics, the dataset it came from) and ``bc_policy.pt`` (a plain state dict,
 loaded with ``weights_only=True``: no pickled code runs). The policy is stateless (its memory
@@ -188,27 +189,61 @@ class BCPolicy:
         return chunk + chunk_targets(state, self.network)[:, None, :]
 
 
-def _options(spec: PolicySpec) -> tuple[int | None, str]:
+class TemporalEnsemble:
+    """ACT's temporal ensembling (Zhao et al. 2023): query every step and execute the weighted mean
+    of every earlier chunk's prediction for this step, weight exp(-m * i) with i = 0 the oldest.
+
+    The network still predicts 16-step chunks; the ensemble re-plans every step while staying
+    smooth, where executing 1 of 16 re-plans and dithers. Stateful (the past chunks of the
+    episode): a shared actor keeps one instance per episode. ``predict`` is the chunked policy's
+    ``act``."""
+
+    stateless = False
+    chunk_length = 1
+    execution_horizon = 1
+
+    def __init__(self, predict, horizon: int, m: float) -> None:
+        self.predict, self.horizon, self.m = predict, int(horizon), float(m)
+        self._past: list[np.ndarray] = []  # newest last, each (B, horizon, 6)
+
+    def reset(self, seed: int | None = None) -> None:
+        self._past = []
+
+    def act(self, observations: Mapping[str, np.ndarray]) -> np.ndarray:
+        self._past = [*self._past[-(self.horizon - 1) :], np.asarray(self.predict(observations))]
+        ages = range(len(self._past) - 1, -1, -1)  # the oldest chunk was asked len-1 steps ago
+        predictions = np.stack([chunk[:, age] for chunk, age in zip(self._past, ages, strict=True)])
+        weights = np.exp(-self.m * np.arange(len(self._past)))  # index 0: the oldest
+        return (np.tensordot(weights / weights.sum(), predictions, axes=1))[:, None, :]
+
+
+def _options(spec: PolicySpec) -> tuple[int | None, str, float | None]:
     options = spec.option_dict()
-    unknown = sorted(set(options) - {"execute", "device"})
+    unknown = sorted(set(options) - {"execute", "device", "ensemble"})
     if unknown:
-        raise spec.error(f"unknown option(s) {unknown}; allowed: ['device', 'execute']")
+        raise spec.error(f"unknown option(s) {unknown}; allowed: ['device', 'ensemble', 'execute']")
     if not spec.target:
         raise spec.error("expected 'bc:RUN_DIR' (the directory `rllib-paper bc train` wrote)")
     execute = int(parse_number(spec, "execute", options["execute"], int)) if "execute" in options else None
-    return execute, options.get("device", "cpu")
+    ensemble = float(parse_number(spec, "ensemble", options["ensemble"])) if "ensemble" in options else None
+    if ensemble is not None and (ensemble < 0 or execute is not None):
+        raise spec.error(f"ensemble={ensemble}: expected a weight decay m >= 0, without execute= (it executes 1)")
+    return execute, options.get("device", "cpu"), ensemble
 
 
-def make_bc_policy(spec: PolicySpec, config: EnvConfig) -> BCPolicy:
-    execute, device = _options(spec)
+def make_bc_policy(spec: PolicySpec, config: EnvConfig) -> BCPolicy | TemporalEnsemble:
+    execute, device, ensemble = _options(spec)
     resolve_bc(spec)  # the horizon's range is checked against the run's chunk length
-    return BCPolicy(spec.target, execution_horizon=execute, device=device)
+    policy = BCPolicy(spec.target, execution_horizon=execute, device=device)
+    if ensemble is not None:
+        return TemporalEnsemble(policy.act, policy.chunk_length, ensemble)
+    return policy
 
 
 def resolve_bc(spec: PolicySpec) -> dict[str, Any]:
     """The run's network and horizons plus a digest of its weights: two runs with the same
     directory name but other weights are different bases."""
-    execute, _ = _options(spec)
+    execute, _, ensemble = _options(spec)
     record = read_bc_record(spec.target, spec.text)
     network = dict(record["network"])
     if execute is not None:
@@ -219,5 +254,6 @@ def resolve_bc(spec: PolicySpec) -> dict[str, Any]:
         "run_dir": spec.target,
         "network": network,
         "weights_sha256": _weights_digest(Path(spec.target) / WEIGHTS_FILE),
+        "temporal_ensemble": ensemble,
         "dataset": record.get("dataset", {}),
     }
