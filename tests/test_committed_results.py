@@ -201,6 +201,10 @@ COMPARISONS = {
         "experiment_bc_phase2_settle_dev/eval_base",
         "experiment_bc_phase2_settle_dev/eval_residual",
     ),
+    "experiment_bc_phase2_settle_scale005_dev/comparison.json": (
+        "experiment_bc_phase2_settle_scale005_dev/eval_base",
+        "experiment_bc_phase2_settle_scale005_dev/eval_residual",
+    ),
 }
 
 
