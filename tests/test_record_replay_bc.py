@@ -312,3 +312,26 @@ def test_temporal_ensemble_blends_every_earlier_chunks_prediction_for_this_step(
     )
     ensemble.reset()
     assert ensemble._past == []
+
+
+def test_a_resumed_recording_records_again_the_episodes_whose_base_failed(tmp_path):
+    from rllib_paper.datasets.record import Float32Targets, _stage, record_episode
+
+    staging = tmp_path / "ds.recording"
+    staging.mkdir()
+    runner = EpisodeRunner(SHORT, base_policy=Float32Targets(make_base_policy("scripted", SHORT)))
+    episode = record_episode(runner, SEEDS[0])
+    episode["extra"].update(base_policy_failed=True, dr={**episode["extra"]["dr"], "marker": 1.0})
+    _stage(staging, episode)
+    config = RecordConfig(env=SHORT, out=str(tmp_path / "ds"), episodes=1, seed=SEEDS[0], workers=1, resume=True)
+    record(RecordConfig(**{**config.__dict__, "progress": False}))
+    dataset = read_dataset(tmp_path / "ds")
+    assert "marker" not in dataset.episodes[0]["dr"] and dataset.episodes[0]["base_policy_failed"] is False
+
+
+def test_episode_videos_refuse_a_view_too_small_even_when_two_side_by_side_would_pass():
+    from rllib_paper.config import ConfigError
+    from rllib_paper.evaluation.videos import EpisodeVideo
+
+    with pytest.raises(ConfigError, match="video size 16x8: expected even sizes of at least 16 pixels"):
+        EpisodeVideo(16, 8)

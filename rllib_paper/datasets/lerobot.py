@@ -827,7 +827,7 @@ def _read_v3(root: Path, info: dict, features: dict) -> tuple[list[dict], list[_
     episode_files = sorted((root / V3_EPISODES_DIR).glob("*/*.parquet"))
     if not episode_files:
         raise _error(
-            root / V3_EPISODES_DIR, None, "holds no chunk-XXX/file-XXX.parquet; a v3.0 dataset lists its episodes there"
+            root / V3_EPISODES_DIR, None, "holds no chunk-*/file-*.parquet; a v3.0 dataset lists its episodes there"
         )
     video_keys = [key for key, feature in features.items() if feature["dtype"] == "video"]
     required = list(_V3_EPISODE_COLUMNS)

@@ -38,6 +38,7 @@ import numpy as np
 
 from rllib_paper.config import ConfigError, EnvConfig, coerce_env_config, preset_name
 from rllib_paper.datasets.lerobot import FORMATS, LAYOUTS, DatasetWriter
+from rllib_paper.evaluation.videos import check_video_size
 from rllib_paper.policies.base import BasePolicy
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.sim.observation import QPOS, SHEET_POSE, TASK_FIELDS
@@ -82,9 +83,7 @@ class RecordConfig:
         unknown = [c for c in self.cameras if c not in CAMERA_NAMES]
         if unknown:
             raise ConfigError(f"cameras={list(self.cameras)}: unknown {unknown}; allowed: {sorted(CAMERA_NAMES)}")
-        height, width = self.image_size
-        if height < 16 or width < 16 or height % 2 or width % 2:
-            raise ConfigError(f"image_size={list(self.image_size)}: expected even sizes of at least 16 pixels")
+        check_video_size(*self.image_size, what="image_size")
         if not 0.0 <= self.action_noise <= 0.1:
             raise ConfigError(f"action_noise={self.action_noise}: allowed range is [0, 0.1] rad")
         if self.workers < 1 or self.shard_size < 1:
@@ -179,13 +178,10 @@ class _FrameCapture:
                 self._render(env.env)
 
     def _render(self, paper) -> None:
-        from rllib_paper.evaluation.videos import Mp4Encoder
-        from rllib_paper.policies.groot.render import CameraRenderer
+        from rllib_paper.evaluation.videos import Mp4Encoder, video_renderer
 
         if self._renderer is None:
-            samples = int(paper.model.vis.quality.offsamples)
-            self._renderer = CameraRenderer(paper.model, *self.size, shadows=False, samples=0)
-            paper.model.vis.quality.offsamples = samples  # rendering never changes what a camera policy sees
+            self._renderer = video_renderer(paper.model, *self.size)
             self._encoders = {name: Mp4Encoder(*self.size) for name in self.cameras}
         for name in self.cameras:
             self._encoders[name].add(self._renderer.render(paper.data, CAMERA_NAMES[name]))
@@ -254,6 +250,12 @@ def _stage(staging: Path, episode: dict[str, Any]) -> None:
     dump_json(episode["extra"], staging / f"{stem}.json")
 
 
+def _staged_extra(staging: Path, seed: int) -> dict[str, Any] | None:
+    """The staged episode's metadata, or None if that seed is not staged (yet)."""
+    path = staging / f"{_stem(seed)}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def _staged(staging: Path, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Path]]:
     stem = _stem(seed)
     with np.load(staging / f"{stem}.npz", allow_pickle=False) as arrays:
@@ -313,7 +315,8 @@ def record(config: RecordConfig) -> dict[str, Any]:
     staging = out.with_name(out.name + STAGING_SUFFIX)
     _prepare(config, out, staging)
     seeds = config.seeds
-    todo = [s for s in seeds if not (staging / f"{_stem(s)}.json").is_file()]
+    # An episode whose base policy failed is no demonstration: a resumed run records it again.
+    todo = [s for s in seeds if (extra := _staged_extra(staging, s)) is None or extra["base_policy_failed"]]
     if todo:
         import ray
 
@@ -348,13 +351,15 @@ def record(config: RecordConfig) -> dict[str, Any]:
 
 
 def _write_dataset(config: RecordConfig, out: Path, staging: Path, seeds: list[int], seconds: float) -> dict:
-    failed = [s for s in seeds if json.loads((staging / f"{_stem(s)}.json").read_text())["base_policy_failed"]]
-    if failed:
+    extras = {s: _staged_extra(staging, s) for s in seeds}
+    failed = [s for s, extra in extras.items() if extra is not None and extra["base_policy_failed"]]
+    if failed:  # the run stopped starting shards after these: some seeds may not be staged at all
         from rllib_paper.policies.base import BasePolicyFailed
 
+        missing = sum(extra is None for extra in extras.values())
         raise BasePolicyFailed(
-            f"base policy failed on {len(failed)} episodes (seeds {failed[:5]}): nothing written; "
-            "--resume records them again once it answers"
+            f"base policy failed on {len(failed)} episodes (seeds {failed[:5]}), {missing} not recorded: nothing "
+            "written; --resume records them once it answers"
         )
     if (out / "meta" / "info.json").exists():
         shutil.rmtree(out)  # a rebuild (--resume) of our own dataset: the writer starts a new one

@@ -28,6 +28,7 @@ from rllib_paper.datasets.lerobot import LeRobotDataset, read_dataset
 from rllib_paper.datasets.record import SIM_META, TASK_STATE_KEY
 from rllib_paper.envs.paper_env import PaperSquareEnv
 from rllib_paper.sim.observation import QPOS, SHEET_POS, SHEET_QUAT
+from rllib_paper.sim.task import quat_to_yaw
 
 DEFAULT_SHEET_START = (0.25, 0.05, 0.35)  # x, y (m), yaw (rad): a displaced sheet inside the start box
 
@@ -57,16 +58,11 @@ class ReplayResult:
         return asdict(self)
 
 
-def _yaw_deg(quat: np.ndarray) -> float:
-    w, x, y, z = (float(v) for v in quat)
-    return math.degrees(math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
-
-
 def _sheet(pos: np.ndarray, quat: np.ndarray) -> dict[str, float]:
-    return {"x": float(pos[0]), "y": float(pos[1]), "yaw_deg": _yaw_deg(quat)}
+    return {"x": float(pos[0]), "y": float(pos[1]), "yaw_deg": math.degrees(quat_to_yaw(np.asarray(quat, float)))}
 
 
-def _env_for(dataset: LeRobotDataset, episode: int, sheet_start) -> tuple[PaperSquareEnv, int | None, dict | None]:
+def _env_for(dataset: LeRobotDataset, episode: int) -> tuple[PaperSquareEnv, int | None, dict | None]:
     meta_path = dataset.root / SIM_META
     record = dataset.episode_record(episode)
     if meta_path.is_file() and "seed" in record:
@@ -89,7 +85,7 @@ def replay_episode(
         raise ConfigError(f"episode={episode}: {root} holds episode_index {indices[0]}..{indices[-1]} ({len(indices)})")
     states, actions = dataset.states(episode), dataset.actions(episode)
     columns = dataset.episode(episode)
-    env, seed, dr = _env_for(dataset, episode, sheet_start)
+    env, seed, dr = _env_for(dataset, episode)
     try:
         _, info = env.reset(seed=seed if seed is not None else 0)
         if seed is None:

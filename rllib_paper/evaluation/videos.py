@@ -67,14 +67,33 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def check_video_size(height: int, width: int, what: str = "video size") -> None:
+    """H.264 in yuv420p needs even sizes; below 16 pixels nothing is visible anyway."""
+    if height < 16 or width < 16 or height % 2 or width % 2:
+        raise ConfigError(f"{what} {height}x{width}: expected even sizes of at least 16 pixels")
+
+
+def video_renderer(model, height: int, width: int):
+    """A CameraRenderer for videos: no shadows (a third of the cost on a CPU renderer) and no
+    multisampling (per-frame cost roughly halves, measured); videos are for looking, not for the
+    model. The multisampling setting is read when a renderer is made and then restored, so a camera
+    policy's own renderer (GR00T's frames) made later sees the scene's value: a video never changes
+    what a policy sees."""
+    from rllib_paper.policies.groot.render import CameraRenderer
+
+    samples = int(model.vis.quality.offsamples)
+    renderer = CameraRenderer(model, height, width, shadows=False, samples=0)
+    model.vis.quality.offsamples = samples
+    return renderer
+
+
 class Mp4Encoder:
     """H.264 frames into an MP4 in memory, one thread (a worker owns one CPU)."""
 
     def __init__(self, height: int, width: int, fps: int = FPS) -> None:
         import av
 
-        if height < 16 or width < 16 or height % 2 or width % 2:
-            raise ConfigError(f"video size {height}x{width}: expected even sizes of at least 16 pixels")
+        check_video_size(height, width)
         self._buffer = io.BytesIO()
         self._container = av.open(self._buffer, mode="w", format="mp4")
         stream = self._container.add_stream("libx264", rate=fps)
@@ -103,6 +122,7 @@ class EpisodeVideo:
     """Collects one episode's frames (``add`` after reset and after every step) into an MP4 in memory."""
 
     def __init__(self, height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], cameras=CAMERAS) -> None:
+        check_video_size(height, width)  # each view, not only the side-by-side frame
         self.height, self.width, self.cameras = int(height), int(width), tuple(cameras)
         self._encoder = Mp4Encoder(self.height, self.width * len(self.cameras))
         self._renderer = None
@@ -117,20 +137,12 @@ class EpisodeVideo:
 
     def add(self, env, info: dict[str, Any]) -> None:
         """Render ``env`` (a PaperSquareEnv or anything with ``.env`` being one) now and append the frame."""
-        from rllib_paper.policies.groot.render import CameraRenderer
-
         paper = getattr(env, "env", env)
         start = time.perf_counter()
         if self._model is not paper.model:
             if self._renderer is not None:
                 self._renderer.close()
-            # No shadows: a third of the cost on a CPU renderer, and the videos are for looking, not for the model.
-            # No multisampling either: per-frame cost on a CPU renderer roughly halves (measured).
-            # The setting is read when the renderer is made; restore it so a camera policy's own renderer
-            # (GR00T's frames) made later sees the scene's value: the video never changes what it sees.
-            samples = int(paper.model.vis.quality.offsamples)
-            self._renderer = CameraRenderer(paper.model, self.height, self.width, shadows=False, samples=0)
-            paper.model.vis.quality.offsamples = samples
+            self._renderer = video_renderer(paper.model, self.height, self.width)
             self._model = paper.model
         views = [self._renderer.render(paper.data, camera) for camera in self.cameras]
         image = self._overlay(np.concatenate(views, axis=1), info)

@@ -18,7 +18,6 @@ unseen episodes. Why the defaults are what they are: docs/bc.md (measured).
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -36,9 +35,11 @@ from rllib_paper.policies.bc import (
     build_network,
     chunk_targets,
     input_mask,
+    normalise_observations,
     save_bc_checkpoint,
 )
 from rllib_paper.sim.observation import OBS_DIM
+from rllib_paper.training.run_dir import rewrite_csv
 
 LOSSES = ("l1", "mse")
 
@@ -163,11 +164,11 @@ def train_bc(dataset_dir: str | Path, out: str | Path, config: BCConfig, progres
     norm = fit_normalisation(train_x, train_y)
 
     def normalise(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:
-        xn = (x - np.asarray(norm.obs_mean, np.float32)) / np.asarray(norm.obs_std, np.float32)
-        xn = np.where(input_mask(config.network), xn, np.float32(0.0)).astype(np.float32)
+        xn = normalise_observations(x, np.asarray(norm.obs_mean), np.asarray(norm.obs_std), mask)
         yn = (y - np.asarray(norm.action_mean, np.float32)) / np.asarray(norm.action_std, np.float32)
         return torch.from_numpy(xn), torch.from_numpy(yn.reshape(len(y), config.network.chunk_length * 6))
 
+    mask = input_mask(config.network)
     tx, ty = normalise(train_x, train_y)
     vx, vy = normalise(val_x, val_y)
     model = build_network(config.network)
@@ -213,10 +214,7 @@ def train_bc(dataset_dir: str | Path, out: str | Path, config: BCConfig, progres
         if score < best[0]:
             best = (score, epoch)
             save_bc_checkpoint(out, model, config.network, norm, {**extra, "best_epoch": epoch, "best_loss": score})
-    with open(out / "metrics.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rewrite_csv(out / "metrics.csv", rows, list(rows[0]))
     _write_loss_plot(rows, out / "loss.png")
     summary = {
         "out": str(out),

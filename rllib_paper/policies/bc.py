@@ -86,6 +86,14 @@ def input_mask(network: BCNetwork) -> np.ndarray:
     return mask
 
 
+def normalise_observations(observations, mean: np.ndarray, std: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The network's input, float32: standardised, masked fields zero (their training mean). One
+    function for training and serving, so the two can never see different inputs."""
+    x = np.asarray(observations, dtype=np.float32)
+    scaled = (x - mean.astype(np.float32)) / std.astype(np.float32)
+    return np.where(mask, scaled, np.float32(0.0)).astype(np.float32)
+
+
 def build_network(network: BCNetwork):
     """The torch module: observation (normalised) -> chunk_length x 6 (normalised) targets."""
     import torch.nn as nn
@@ -182,7 +190,7 @@ class BCPolicy:
         import torch
 
         state = np.asarray(observations["state"], dtype=np.float32)
-        normalised = np.where(self._mask, (state - self._obs_mean) / self._obs_std, np.float32(0.0))
+        normalised = normalise_observations(state, self._obs_mean, self._obs_std, self._mask)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(normalised).to(self.device)).cpu().numpy().astype(np.float64)
         chunk = out.reshape(len(state), self.chunk_length, 6) * self._action_std + self._action_mean
