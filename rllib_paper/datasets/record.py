@@ -26,6 +26,7 @@ evaluation's success that holds, after the settle phase).
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -237,6 +238,14 @@ class _RecordWorkerImpl:
         return [record_episode(self.runner, seed, self.cameras, self.image_size) for seed in seeds]
 
 
+@functools.cache
+def _worker_class():
+    """The Ray actor class, made once per process (ray.remote is not free), as the evaluation's."""
+    import ray
+
+    return ray.remote(num_cpus=1, max_restarts=0)(_RecordWorkerImpl)
+
+
 def _stem(seed: int) -> str:
     return f"seed-{seed:010d}"
 
@@ -323,7 +332,7 @@ def record(config: RecordConfig) -> dict[str, Any]:
         ping_base_policy(config.env.residual.base_policy)
         if not ray.is_initialized():
             start_ray(config.address, logging_level="WARNING")
-        worker_class = ray.remote(num_cpus=1, max_restarts=0)(_RecordWorkerImpl)
+        worker_class = _worker_class()
         env_config = config.env.to_dict()
         bar = tqdm(
             total=len(seeds), initial=len(seeds) - len(todo), unit="ep", desc="record", disable=not config.progress
