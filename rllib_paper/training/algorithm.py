@@ -45,6 +45,8 @@ def build_algorithm_config(config: TrainConfig):
 def _ppo_training(config: TrainConfig):
     from ray.rllib.algorithms.ppo import PPOConfig
 
+    from rllib_paper.residual.learner import CRITIC_LR_KEY, WARMUP_KEY, ResidualPPOTorchLearner
+
     ppo = config.ppo
     batch_per_learner = max(1, ppo.train_batch_size // max(1, config.learners.num_learners))
     return PPOConfig().training(
@@ -62,6 +64,8 @@ def _ppo_training(config: TrainConfig):
         use_kl_loss=ppo.use_kl_loss,
         kl_coeff=ppo.kl_coeff,
         kl_target=ppo.kl_target,
+        learner_class=ResidualPPOTorchLearner,
+        learner_config_dict={WARMUP_KEY: ppo.critic_warmup_steps, CRITIC_LR_KEY: ppo.critic_lr_scale},
     )
 
 
@@ -114,6 +118,7 @@ def _residual_module_spec(config: TrainConfig):
         model_config={
             "fcnet_hiddens": list(config.ppo.hiddens),
             "fcnet_activation": "tanh",
+            "vf_share_layers": config.ppo.vf_share_layers,
             "free_log_std": True,
             "init_std": config.ppo.init_std,
             "obs_center": center,

@@ -77,8 +77,17 @@ class PPOSection:
     kl_coeff: float = 0.2
     kl_target: float = 0.01
     hiddens: tuple[int, ...] = (256, 256)
+    # One hidden stack for the mean and the value (RLlib's default, that of every committed run),
+    # or two of the same shape (false: the value loss no longer shapes the actor's features).
+    vf_share_layers: bool = True
     # Residual starts as the base: zero mean (last layer zero-initialised) and this std.
     init_std: float = 0.3
+    # Critic first (residual/learner.py): until this many env steps are sampled, updates train
+    # the value function only, on the base's own rollouts (plus the initial exploration noise).
+    critic_warmup_steps: int = 0
+    # The critic's own Adam optimizer at this multiple of lr (and its own gradient clipping);
+    # None: one optimizer for both networks, as RLlib does.
+    critic_lr_scale: float | None = None
 
     def __post_init__(self) -> None:
         _check_range("ppo.lr", self.lr, 0.0, 1.0, low_open=True)
@@ -105,6 +114,16 @@ class PPOSection:
         if not self.hiddens or any(not isinstance(h, int) or h < 1 for h in self.hiddens):
             raise ConfigError(f"ppo.hiddens={list(self.hiddens)!r}: expected a list of positive layer sizes")
         _check_range("ppo.init_std", self.init_std, 0.0, 10.0, low_open=True)
+        _check_int("ppo.critic_warmup_steps", self.critic_warmup_steps, 0)
+        if not isinstance(self.vf_share_layers, bool):
+            raise ConfigError(f"ppo.vf_share_layers={self.vf_share_layers!r}: expected true or false")
+        if self.critic_lr_scale is not None:
+            _check_range("ppo.critic_lr_scale", self.critic_lr_scale, 0.0, 1e3, low_open=True)
+            if self.vf_share_layers:
+                raise ConfigError(
+                    f"ppo.critic_lr_scale={self.critic_lr_scale!r} needs ppo.vf_share_layers=false: "
+                    "a critic learning rate of its own needs a critic network of its own"
+                )
 
     def entropy_schedule(self) -> float | list[list[float]]:
         """RLlib's entropy_coeff: a constant, or [[env_step, value], ...] interpolated linearly."""
@@ -258,6 +277,11 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm={self.algorithm!r}: allowed values are {sorted(ALGORITHMS)}")
+        if self.algorithm == "appo" and (self.ppo.critic_warmup_steps or self.ppo.critic_lr_scale is not None):
+            raise ConfigError(
+                "ppo.critic_warmup_steps / ppo.critic_lr_scale: PPO's learner options; algorithm='appo' "
+                "does not support them (set algorithm: ppo, or leave them at 0 / null)"
+            )
         _check_int("seed", self.seed, 0, 2**31 - 1)
         _check_int("checkpoint_every", self.checkpoint_every, 1)
         _check_int("success_window", self.success_window, 1)
