@@ -31,7 +31,7 @@ from typing import Any
 
 from rllib_paper.config import preset_name
 from rllib_paper.evaluation.distributed import EvalConfig, evaluate, raise_for_base_failures, trained_env_config
-from rllib_paper.evaluation.report import format_comparison, load_episodes, mcnemar
+from rllib_paper.evaluation.report import format_comparison, load_episodes, paired_comparison
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.training.config import TrainConfig
 from rllib_paper.training.loop import train
@@ -85,7 +85,9 @@ def run_experiment(config: ExperimentConfig) -> dict[str, Any]:
     env = config.train.env
     base_policy = env.residual.base_policy
     label_a, label_b = f"{base_policy} (base)", f"{base_policy} + residual"
-    comparison = mcnemar(load_episodes(out / "eval_base"), load_episodes(out / "eval_residual"), label_a, label_b)
+    comparison = paired_comparison(
+        load_episodes(out / "eval_base"), load_episodes(out / "eval_residual"), label_a, label_b
+    )
     dump_json(comparison, out / "comparison.json")
     _compare_plot(comparison, out / "comparison.png")
     result = {
@@ -117,7 +119,7 @@ def _reference(config: ExperimentConfig) -> dict[str, Any]:
     base = _eval(config, "reference_base", None, env)
     residual = _eval(config, "reference_residual", config.reference, env)
     policy = env.residual.base_policy
-    comparison = mcnemar(
+    comparison = paired_comparison(
         load_episodes(out / "reference_base"),
         load_episodes(out / "reference_residual"),
         f"{policy} (base)",

@@ -250,6 +250,9 @@ def test_cli_eval_and_compare(ray_local, tmp_path, capsys):
     assert "exact McNemar p" in out
     result = json.loads(out.strip().splitlines()[-1])["compare"]
     assert sum(result["table"].values()) == 4
+    modes = result["failure_modes"]["modes"]  # A's failures, split by mode, add up to its failures
+    assert sum(m["a_failures"] for m in modes.values()) == result["table"]["only_b"] + result["table"]["neither"]
+    assert "failure modes over 4 paired seeds" in out
     assert json.loads((tmp_path / "cmp.json").read_text())["table"] == result["table"]
     assert (tmp_path / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the paired figure beside it
 

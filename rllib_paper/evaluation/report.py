@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rllib_paper.evaluation.failure_modes import format_breakdown, paired_failure_breakdown
 from rllib_paper.evaluation.statistics import wilson_interval
 from rllib_paper.runtime.files import dump_json
 
@@ -158,6 +159,13 @@ def mcnemar(a: pd.DataFrame, b: pd.DataFrame, label_a: str = "A", label_b: str =
     }
 
 
+def paired_comparison(a: pd.DataFrame, b: pd.DataFrame, label_a: str = "A", label_b: str = "B") -> dict[str, Any]:
+    """McNemar's paired table and p-value, and which failure modes B fixes and which it makes."""
+    result = mcnemar(a, b, label_a, label_b)
+    result["failure_modes"] = paired_failure_breakdown(a, b)
+    return result
+
+
 def format_comparison(result: dict[str, Any]) -> str:
     t = result["table"]
     sa, sb = result["success_a"], result["success_b"]
@@ -171,6 +179,7 @@ def format_comparison(result: dict[str, Any]) -> str:
             f"  A = {result['a']}: {100 * sa['rate']:.1f} % [{100 * sa['ci95'][0]:.1f}, {100 * sa['ci95'][1]:.1f}]",
             f"  B = {result['b']}: {100 * sb['rate']:.1f} % [{100 * sb['ci95'][0]:.1f}, {100 * sb['ci95'][1]:.1f}]",
             f"  exact McNemar p = {result['mcnemar_exact_p']:.4g}",
+            *([format_breakdown(result["failure_modes"])] if "failure_modes" in result else []),
         ]
     )
 
@@ -303,7 +312,7 @@ def compare_main(dir_a: str, dir_b: str, out: str | None = None, plot: str | Non
     (``plot``; default beside ``out`` as .png, else compare.png here), then one JSON line."""
     from rllib_paper.evaluation.compare_plot import write_compare_plot
 
-    result = mcnemar(load_episodes(dir_a), load_episodes(dir_b), label_a=str(dir_a), label_b=str(dir_b))
+    result = paired_comparison(load_episodes(dir_a), load_episodes(dir_b), label_a=str(dir_a), label_b=str(dir_b))
     print(format_comparison(result))
     if out:
         dump_json(result, Path(out))
