@@ -166,18 +166,22 @@ def test_same_push_slides_less_on_tape():
 
 
 def test_an_env_without_visual_meshes_has_the_same_physics_to_the_bit():
-    """Envs that render nothing leave out the arm's visual meshes (a quarter of the memory):
-    every observation, reward and contact of a pushing episode must stay the same."""
+    """Envs that render nothing leave out the arm's visual meshes (a quarter of the memory), and
+    camera-fed ones draw simplified copies (render_detail): every observation, reward and
+    contact of a pushing episode must stay the same."""
     from rllib_paper.config import coerce_env_config
     from rllib_paper.envs.paper_env import PaperSquareEnv
     from rllib_paper.policies.scripted import ScriptedPusher
 
     config = coerce_env_config(None, dr="phase2")
     full, lean = PaperSquareEnv(config, visual=True), PaperSquareEnv(config, visual=False)
+    simplified = PaperSquareEnv(config, visual=True, render_detail=0.1)
     assert lean.model.nmeshvert < full.model.nmeshvert / 2
-    pushers = [ScriptedPusher(config), ScriptedPusher(config)]
+    assert simplified.model.nmeshface < full.model.nmeshface
+    envs = (full, lean, simplified)
     trajectories = []
-    for env, pusher in zip((full, lean), pushers, strict=True):
+    for env in envs:
+        pusher = ScriptedPusher(config)
         obs, _ = env.reset(seed=1029)
         pusher.reset(seed=1029)
         rows = [obs]
@@ -188,6 +192,7 @@ def test_an_env_without_visual_meshes_has_the_same_physics_to_the_bit():
             if terminated or truncated:
                 break
         trajectories.append(rows)
-    assert len(trajectories[0]) == len(trajectories[1])
-    for a, b in zip(*trajectories, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for other in trajectories[1:]:
+        assert len(other) == len(trajectories[0])
+        for a, b in zip(trajectories[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -283,7 +283,7 @@ def build_model(
     and sheet mass each episode, so no two envs may share one.
 
     ``render_detail`` < 1 draws the arm with simplified copies of its inert meshes (that
-    fraction of their triangles, quadric decimation): a CPU renderer's cost is the geometry, not
+    fraction of their triangles, sim/decimate.py): a CPU renderer's cost is the geometry, not
     the pixels, so a tenth of the triangles renders a frame several times faster while it
     keeps its shapes at a model's 224 x 224 (results/groot_frames/ shows both). Colliding meshes are
     never simplified, so the physics stays the same to the bit.
@@ -330,7 +330,7 @@ def _asset_vertices(model: mujoco.MjModel, mesh: int) -> tuple[np.ndarray, np.nd
 
 
 def _simplify_inert_meshes(spec: mujoco.MjSpec, physics: PhysicsConfig, task: TaskConfig, detail: float) -> None:
-    import fast_simplification
+    from rllib_paper.sim.decimate import decimate
 
     inert = [g for g in spec.geoms if g.type == mujoco.mjtGeom.mjGEOM_MESH and not (g.contype or g.conaffinity)]
     missing = {g.meshname for g in inert if (g.meshname, detail) not in _SIMPLIFIED}
@@ -338,9 +338,7 @@ def _simplify_inert_meshes(spec: mujoco.MjSpec, physics: PhysicsConfig, task: Ta
         full = build_spec(physics, task).compile()
         for name in missing:
             vertices, faces = _asset_vertices(full, find_id(full, mujoco.mjtObj.mjOBJ_MESH, name))
-            _SIMPLIFIED[(name, detail)] = fast_simplification.simplify(
-                vertices.astype(np.float32), faces.astype(np.int32), target_reduction=1.0 - detail
-            )
+            _SIMPLIFIED[(name, detail)] = decimate(vertices, faces, detail)
     copies: dict[str, str] = {}
     for geom in inert:  # a simplified copy per mesh; a colliding geom sharing the mesh keeps the original
         if geom.meshname not in copies:
