@@ -27,7 +27,7 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, detail: float) -> tuple[np
     """(vertices, faces) with about ``detail`` of the input's triangles (at least 4)."""
     import fast_simplification
 
-    target = max(4, int(round(len(faces) * detail)))
+    target = max(4, round(len(faces) * detail))
     points, triangles = fast_simplification.simplify(
         np.asarray(vertices, dtype=np.float32), np.asarray(faces, dtype=np.int32), target_reduction=1.0 - detail
     )
