@@ -113,7 +113,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     gr = bsub.add_parser(
         "groot", help="env steps/s through the BasePolicyActor + serve-policy stand-in (added latency) vs scripted"
     )
-    gr.add_argument("--envs", type=int, default=4, help="envs stepping in parallel, one Ray actor each")
+    gr.add_argument(
+        "--envs",
+        type=int,
+        default=16,
+        help="envs stepping in parallel, one Ray actor each (default 16: the shipped training's 2 runners x 8 envs)",
+    )
     gr.add_argument("--steps", type=int, default=320, help="timed steps per env (state-only phases)")
     gr.add_argument("--frame-steps", type=int, default=96, help="timed steps per env with camera frames rendered")
     gr.add_argument("--latency-ms", type=float, default=50.0, help="added delay per stand-in reply")
