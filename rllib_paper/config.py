@@ -169,12 +169,27 @@ class ResidualConfig:
     alpha: float = 0.7
     scale: float = 0.02  # radians
     base_policy: str = "zero"
+    # Values appended to the residual's 31-D observation, in this order (sim/observation.py):
+    # "time_left" (share of the episode's steps left: a value function cannot see a time limit
+    # it is not shown) and "chunk_step" (how far into the base's open-loop chunk this step is).
+    observe: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from rllib_paper.sim.observation import OPTIONAL_OBSERVATIONS
+
         _check_range("residual.alpha", self.alpha, 0.0, 1.0)
         _check_range("residual.scale", self.scale, 0.0, 1.0)
         if not isinstance(self.base_policy, str) or not self.base_policy:
             raise ConfigError(f"residual.base_policy={self.base_policy!r}: expected a policy spec string")
+        observe = self.observe
+        if isinstance(observe, str) or not all(isinstance(name, str) for name in observe):
+            raise ConfigError(f"residual.observe={observe!r}: expected a list of names")
+        unknown = [name for name in observe if name not in OPTIONAL_OBSERVATIONS]
+        if unknown or len(set(observe)) != len(observe):
+            raise ConfigError(
+                f"residual.observe={list(observe)!r}: allowed names are {sorted(OPTIONAL_OBSERVATIONS)}, each once"
+            )
+        object.__setattr__(self, "observe", tuple(observe))
 
 
 @dataclass(frozen=True)

@@ -61,3 +61,56 @@ def test_normalizer_numbers_are_the_committed_checkpoints():
     moved = EnvConfig(task=TaskConfig(home_qpos=(0.1, -1.0, 0.7, 1.4, 0.0, -0.1)))
     moved_center, _ = layout.observation_normalizer(moved)
     assert moved_center[layout.QPOS] == moved_center[layout.BASE_ACTION] == [0.1, -1.0, 0.7, 1.4, 0.0, -0.1]
+
+
+def test_optional_observations_are_appended_and_change_nothing_else():
+    """env.residual.observe appends time_left and chunk_step (in its order) after the 31 values;
+    the 31 and the episode stay what they are without them."""
+    import pytest
+
+    from rllib_paper.config import ConfigError, coerce_env_config
+    from rllib_paper.envs.residual import ResidualPaperEnv
+
+    def episode(observe, base="bc:results/bc_phase2"):
+        residual = {"base_policy": base, "observe": observe}
+        config = coerce_env_config(None, dr="phase2", residual=residual, task={"max_steps": 20})
+        env = ResidualPaperEnv(config)
+        rows = [env.reset(seed=5)[0]]
+        for _ in range(12):
+            rows.append(env.step(np.full(6, 0.3, dtype=np.float32))[0])
+        return env, np.array(rows)
+
+    _, plain = episode([])
+    env, rows = episode(["chunk_step", "time_left"])
+    assert env.observation_space.shape == (layout.RESIDUAL_OBS_DIM + 2,) == rows.shape[1:]
+    np.testing.assert_array_equal(rows[:, : layout.RESIDUAL_OBS_DIM], plain)
+    # BC executes 8 targets of each 16-target chunk: the step within the chunk counts 0..7.
+    np.testing.assert_allclose(rows[:, -2], [(i % 8) / 8 for i in range(13)])
+    np.testing.assert_allclose(rows[:, -1], [1 - i / 20 for i in range(13)], rtol=1e-6)
+    fields = layout.residual_fields(env.config)
+    assert [f.name for f in fields[-2:]] == ["chunk_step", "time_left"]
+    assert len(layout.observation_normalizer(env.config)[0]) == layout.RESIDUAL_OBS_DIM + 2
+    _, closed_loop = episode(["chunk_step"], base="scripted")  # re-plans every step
+    assert np.all(closed_loop[:, -1] == 0)
+    with pytest.raises(ConfigError, match=r"residual.observe=\['speed'\]: allowed names are"):
+        coerce_env_config(None, residual={"observe": ["speed"]})
+    with pytest.raises(ConfigError, match="each once"):
+        coerce_env_config(None, residual={"observe": ["time_left", "time_left"]})
+
+
+def test_the_residual_module_takes_the_longer_observation():
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from rllib_paper.training.algorithm import build_algorithm_config
+    from rllib_paper.training.config import load_train_config
+
+    config = load_train_config(None, ["env.residual.observe=[time_left]", "ppo.hiddens=[16]"])
+    env = ResidualPaperEnv(config.env)
+    spec = build_algorithm_config(config).rl_module_spec
+    spec.observation_space, spec.action_space = env.observation_space, env.action_space
+    module = spec.build()
+    obs = torch.as_tensor(env.reset(seed=0)[0][None], dtype=torch.float32)
+    assert obs.shape == (1, layout.RESIDUAL_OBS_DIM + 1)
+    out = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    assert torch.all(out[:, :6] == 0)  # still starts as the base

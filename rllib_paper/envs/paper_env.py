@@ -315,6 +315,11 @@ class PaperSquareEnv(gym.Env):
         return math.sqrt(self._sheet_speed_sq())
 
     @property
+    def steps(self) -> int:
+        """Control steps taken in this episode."""
+        return self._steps
+
+    @property
     def success_step(self) -> int | None:
         """The control step of the episode's first success (None before it)."""
         return self._success_step

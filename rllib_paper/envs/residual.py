@@ -19,7 +19,7 @@ from rllib_paper.config import EnvConfig, coerce_env_config
 from rllib_paper.envs.paper_env import REWARD_INFO_KEYS, REWARD_TERMS, PaperSquareEnv
 from rllib_paper.policies.base import BasePolicy, BasePolicyUnavailable, validate_chunk
 from rllib_paper.policies.registry import make_base_policy
-from rllib_paper.sim.observation import BASE_ACTION, OBS_DIM, RESIDUAL_OBS_DIM
+from rllib_paper.sim.observation import BASE_ACTION, OBS_DIM, RESIDUAL_OBS_DIM, residual_obs_dim
 
 
 class ResidualPaperEnv(gym.Env):
@@ -61,6 +61,11 @@ class ResidualPaperEnv(gym.Env):
     | 28    | base policy's wrist_flex joint target      | angle (rad)              |
     | 29    | base policy's wrist_roll joint target      | angle (rad)              |
     | 30    | base policy's gripper joint target         | angle (rad)              |
+
+    ``env.residual.observe`` appends, in its order, ``time_left`` (the share of
+    ``task.max_steps`` still to run, 1 at reset, 0 from the last step on) and ``chunk_step``
+    (how many targets of the base's current chunk were executed before this one, over its
+    execution horizon: 0 right after a query). Both unitless, in [0, 1].
     """
 
     metadata = PaperSquareEnv.metadata
@@ -84,11 +89,13 @@ class ResidualPaperEnv(gym.Env):
         self._gain = self.config.residual.alpha * self.config.residual.scale
         self._residual_weight = self.config.reward.residual
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(6,), dtype=np.float32)
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(RESIDUAL_OBS_DIM,), dtype=np.float32)
+        self._observe = self.config.residual.observe
+        dim = residual_obs_dim(self.config)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         self._chunk: np.ndarray | None = None
         self._chunk_index = 0
         self._base_target = np.zeros(6)
-        self._obs = np.zeros(RESIDUAL_OBS_DIM, dtype=np.float32)
+        self._obs = np.zeros(dim, dtype=np.float32)
         self.base_calls = 0
         self.base_failures = 0  # failed base-policy calls (each retried once)
         self._base_failed = False  # the retry failed too: the episode ends as a failure
@@ -206,7 +213,18 @@ class ResidualPaperEnv(gym.Env):
     def _observation(self, obs: np.ndarray) -> np.ndarray:
         self._obs[:OBS_DIM] = obs
         self._obs[BASE_ACTION] = self._base_target
+        for i, name in enumerate(self._observe, RESIDUAL_OBS_DIM):
+            self._obs[i] = self._time_left() if name == "time_left" else self._chunk_step()
         return self._obs.copy()
+
+    def _time_left(self) -> float:
+        max_steps = self.config.task.max_steps
+        return max(0.0, (max_steps - self.env.steps) / max_steps)
+
+    def _chunk_step(self) -> float:
+        # _advance_base has already moved past the target this step executes.
+        horizon = min(self.base_policy.execution_horizon, self.base_policy.chunk_length)
+        return (self._chunk_index - 1) / horizon if self._chunk is not None else 0.0
 
 
 def _ray_node_id() -> str:

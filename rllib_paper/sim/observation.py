@@ -61,6 +61,13 @@ RESIDUAL_FIELDS = TASK_FIELDS + _fields(
 RESIDUAL_OBS_DIM = RESIDUAL_FIELDS[-1].slice.stop  # 31: the ResidualPaperEnv observation
 FIELDS = {f.name: f for f in RESIDUAL_FIELDS}
 
+# Values a residual may also observe (``env.residual.observe``), appended after the 31 in the
+# order the config lists them; each is a number in [0, 1].
+OPTIONAL_OBSERVATIONS: dict[str, tuple[str, str]] = {
+    "time_left": ("share of the episode's max_steps still to run (1 at reset)", "unitless"),
+    "chunk_step": ("executed targets of the base's current chunk before this one / execution horizon", "unitless"),
+}
+
 QPOS = FIELDS["qpos"].slice
 QVEL = FIELDS["qvel"].slice
 SHEET_POS = FIELDS["sheet_pos"].slice
@@ -101,8 +108,25 @@ def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float]
         field_center, field_scale = _NORMALIZER[f.name]
         center += home if field_center == "home" else field_center
         scale += field_scale
-    assert len(center) == len(scale) == RESIDUAL_OBS_DIM
+    for _ in (config or EnvConfig()).residual.observe:  # each in [0, 1]
+        center.append(0.5)
+        scale.append(0.5)
+    assert len(center) == len(scale) == residual_obs_dim(config)
     return center, scale
+
+
+def residual_fields(config: EnvConfig | None = None) -> tuple[ObsField, ...]:
+    """The residual observation's fields for ``config``: the 31, then ``residual.observe``'s."""
+    extra = [(name, (OPTIONAL_OBSERVATIONS[name][0],), OPTIONAL_OBSERVATIONS[name][1]) for name in _observe(config)]
+    return RESIDUAL_FIELDS + _fields(*extra, start=RESIDUAL_OBS_DIM)
+
+
+def residual_obs_dim(config: EnvConfig | None = None) -> int:
+    return RESIDUAL_OBS_DIM + len(_observe(config))
+
+
+def _observe(config: EnvConfig | None) -> tuple[str, ...]:
+    return (config or EnvConfig()).residual.observe
 
 
 def observation_table(fields: tuple[ObsField, ...] = TASK_FIELDS) -> str:
@@ -123,6 +147,7 @@ __all__ = [
     "FINGERTIP",
     "GOAL_VEC",
     "OBS_DIM",
+    "OPTIONAL_OBSERVATIONS",
     "QPOS",
     "QVEL",
     "RESIDUAL_FIELDS",
@@ -135,4 +160,6 @@ __all__ = [
     "ObsField",
     "observation_normalizer",
     "observation_table",
+    "residual_fields",
+    "residual_obs_dim",
 ]
