@@ -162,6 +162,9 @@ class RewardConfig:
             _check_range(f"reward.{f.name}", getattr(self, f.name), -1e3, 1e3)
 
 
+OBSERVE_CHOICES = ("chunk_step", "time_left")  # what residual.observe may add (sim/observation.py: meanings)
+
+
 @dataclass(frozen=True)
 class ResidualConfig:
     """target = base target + alpha * scale * residual, residual in [-1, 1]^6."""
@@ -175,8 +178,6 @@ class ResidualConfig:
     observe: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from rllib_paper.sim.observation import OPTIONAL_OBSERVATIONS
-
         _check_range("residual.alpha", self.alpha, 0.0, 1.0)
         _check_range("residual.scale", self.scale, 0.0, 1.0)
         if not isinstance(self.base_policy, str) or not self.base_policy:
@@ -184,10 +185,10 @@ class ResidualConfig:
         observe = self.observe
         if isinstance(observe, str) or not all(isinstance(name, str) for name in observe):
             raise ConfigError(f"residual.observe={observe!r}: expected a list of names")
-        unknown = [name for name in observe if name not in OPTIONAL_OBSERVATIONS]
+        unknown = [name for name in observe if name not in OBSERVE_CHOICES]
         if unknown or len(set(observe)) != len(observe):
             raise ConfigError(
-                f"residual.observe={list(observe)!r}: allowed names are {sorted(OPTIONAL_OBSERVATIONS)}, each once"
+                f"residual.observe={list(observe)!r}: allowed names are {sorted(OBSERVE_CHOICES)}, each once"
             )
         object.__setattr__(self, "observe", tuple(observe))
 

@@ -7,8 +7,13 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from test_train import TINY
 
 from rllib_paper.config import ConfigError
-from rllib_paper.training.algorithm import build_algorithm_config
+from rllib_paper.training.algorithm import build_algorithm_config, keep_trainable_logs_in
 from rllib_paper.training.config import load_train_config
+
+
+def _algo(overrides, tmp_path):
+    keep_trainable_logs_in(tmp_path / "rllib")  # RLlib's logs under the test's dir, not ~/ray_results
+    return build_algorithm_config(load_train_config(None, overrides)).build_algo()
 
 
 def _weights(algo) -> dict[str, torch.Tensor]:
@@ -22,10 +27,10 @@ def _changed(before: dict, after: dict, prefix: str) -> bool:
     return any(not torch.equal(before[n], after[n]) for n in names)
 
 
-def test_critic_warmup_trains_the_value_function_only_then_the_actor(ray_local):
+def test_critic_warmup_trains_the_value_function_only_then_the_actor(ray_local, tmp_path):
     # About 160 env steps an iteration: iterations 1 and 2 fall inside 400 warm-up steps, 3 not.
     overrides = [*TINY, "ppo.critic_warmup_steps=400", "ppo.vf_share_layers=false"]
-    algo = build_algorithm_config(load_train_config(None, overrides)).build_algo()
+    algo = _algo(overrides, tmp_path)
     try:
         start = _weights(algo)
         learner = algo.learner_group._learner
@@ -45,9 +50,9 @@ def test_critic_warmup_trains_the_value_function_only_then_the_actor(ray_local):
         algo.stop()
 
 
-def test_critic_lr_scale_gives_the_critic_its_own_optimizer(ray_local):
+def test_critic_lr_scale_gives_the_critic_its_own_optimizer(ray_local, tmp_path):
     overrides = [*TINY, "ppo.critic_lr_scale=4", "ppo.vf_share_layers=false", "ppo.lr=0.001"]
-    algo = build_algorithm_config(load_train_config(None, overrides)).build_algo()
+    algo = _algo(overrides, tmp_path)
     try:
         learner = algo.learner_group._learner
         named = dict(learner.get_optimizers_for_module(DEFAULT_MODULE_ID))
@@ -66,8 +71,8 @@ def test_critic_lr_scale_gives_the_critic_its_own_optimizer(ray_local):
         algo.stop()
 
 
-def test_defaults_are_rllibs_learner_one_optimizer_and_shared_layers(ray_local):
-    algo = build_algorithm_config(load_train_config(None, TINY)).build_algo()
+def test_defaults_are_rllibs_learner_one_optimizer_and_shared_layers(ray_local, tmp_path):
+    algo = _algo(TINY, tmp_path)
     try:
         learner = algo.learner_group._learner
         assert [name for name, _ in learner.get_optimizers_for_module(DEFAULT_MODULE_ID)] == ["default_optimizer"]

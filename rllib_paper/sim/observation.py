@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rllib_paper.config import EnvConfig
+from rllib_paper.config import OBSERVE_CHOICES, EnvConfig
 from rllib_paper.sim.scene import JOINT_NAMES
 
 _XYZ = ("x", "y", "z")
@@ -67,6 +67,7 @@ OPTIONAL_OBSERVATIONS: dict[str, tuple[str, str]] = {
     "time_left": ("share of the episode's max_steps still to run (1 at reset)", "unitless"),
     "chunk_step": ("executed targets of the base's current chunk before this one / execution horizon", "unitless"),
 }
+assert sorted(OPTIONAL_OBSERVATIONS) == sorted(OBSERVE_CHOICES)
 
 QPOS = FIELDS["qpos"].slice
 QVEL = FIELDS["qvel"].slice
