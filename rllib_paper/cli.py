@@ -48,6 +48,16 @@ def _add_settle(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_residual_actions(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--residual-actions",
+        choices=("mean", "sample"),
+        default="mean",
+        help="the residual's actions: its Gaussian's mean (default), or sampled as in training, the noise "
+        "seeded by the episode (same episode for the same seed on any worker)",
+    )
+
+
 def _shorthands(args: argparse.Namespace) -> list[str]:
     """The flags as --set assignments (JSON-quoted: a spec is a string, never YAML)."""
     out = []
@@ -147,6 +157,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: local Ray, or RAY_ADDRESS)")
     p.add_argument("--no-progress", action="store_true")
     _add_settle(p)
+    _add_residual_actions(p)
     p.add_argument(
         "--videos",
         type=int,
@@ -194,6 +205,7 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         help="a trained checkpoint (e.g. the shipped headline's) evaluated over its own base on the same seeds",
     )
     _add_settle(p)
+    _add_residual_actions(p)
     p.add_argument("--address", default=None)
     p.add_argument("--no-progress", action="store_true")
 
@@ -377,6 +389,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         address=args.address,
         progress=not args.no_progress,
         settle_steps=args.settle_steps,
+        residual_actions=args.residual_actions,
         videos=args.videos,
         video_seeds=parse_seed_list(args.video_seeds) if args.video_seeds else None,
         video_size=tuple(args.video_size),
@@ -422,6 +435,7 @@ def _run_experiment(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         reference=args.reference,
         settle_steps=args.settle_steps,
+        residual_actions=args.residual_actions,
     )
     with run_directory(args.out) as out:
         return experiment_main(dataclasses.replace(config, out=str(out)))

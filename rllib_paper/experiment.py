@@ -51,6 +51,7 @@ class ExperimentConfig:
     # Control steps an evaluation episode runs on after its first success (success_at_end);
     # 0 scores the instant of crossing, as the results committed before the settle phase did.
     settle_steps: int = 30
+    residual_actions: str = "mean"  # the residual's actions in its evaluation: "mean" or "sample"
 
 
 def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def _eval(config: ExperimentConfig, name: str, checkpoint: str | None, env=None)
         EvalConfig(
             env=env or config.train.env,  # base and base + residual on the env the residual was trained in
             checkpoint=checkpoint,
+            residual_actions=config.residual_actions,
             episodes=config.episodes,
             seed=config.seed,
             workers=config.workers,

@@ -46,7 +46,7 @@ from rllib_paper.evaluation.report import (
 from rllib_paper.evaluation.videos import DEFAULT_SIZE as VIDEO_SIZE
 from rllib_paper.policies.base import BasePolicyFailed
 from rllib_paper.policies.registry import base_policy_label, ping_base_policy, policy_identity, resolve_base_policy
-from rllib_paper.residual.checkpoint import check_checkpoint, read_trained_env
+from rllib_paper.residual.checkpoint import RESIDUAL_ACTIONS, check_checkpoint, read_trained_env
 from rllib_paper.runtime.files import atomic_write, dump_json
 from rllib_paper.runtime.provenance import provenance
 from rllib_paper.runtime.ray_start import start_ray
@@ -55,7 +55,8 @@ from rllib_paper.runtime.storage import is_uri
 
 SHARD_DIR = "shards"
 PLOT_NAME = "success_by_dr_bin.png"
-COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "env", "seeds")
+COMPARED_CONFIG_KEYS = ("policy", "checkpoint", "residual_actions", "env", "seeds")
+SNAPSHOT_DEFAULTS = {"residual_actions": "mean"}  # keys a run written before them holds implicitly
 DEFAULT_SETTLE_STEPS = 30  # 1 s at 30 Hz: evaluation's success is one that holds (TaskConfig)
 
 
@@ -92,6 +93,8 @@ class EvalConfig:
     # checkpoint, start from its own env (read_trained_env) so alpha, scale and base match.
     env: EnvConfig = field(default_factory=default_eval_env)
     checkpoint: str | None = None  # a residual checkpoint: evaluates base + residual
+    # The checkpoint's actions: its Gaussian's "mean", or "sample" (noise seeded by the episode).
+    residual_actions: str = "mean"
     episodes: int = 200
     seed: int = 0  # episodes use seed .. seed + episodes - 1
     seeds_file: str | None = None  # one seed per line or a JSON list; overrides seed/episodes
@@ -122,6 +125,10 @@ class EvalConfig:
                 raise ConfigError(f"settle_steps={self.settle_steps!r}: allowed range is [0, 10000] integers")
             task = dataclasses.replace(self.env.task, settle_after_success_steps=self.settle_steps)
             object.__setattr__(self, "env", dataclasses.replace(self.env, task=task))
+        if self.residual_actions not in RESIDUAL_ACTIONS:
+            raise ConfigError(
+                f"residual_actions={self.residual_actions!r}: allowed values are {list(RESIDUAL_ACTIONS)}"
+            )
         if not isinstance(self.videos, int) or self.videos < 0:
             raise ConfigError(f"videos={self.videos!r}: allowed range is [0, inf) integers")
         size = tuple(self.video_size)
@@ -199,7 +206,7 @@ def _episode_row(record, node_id: str, pid: int) -> dict[str, Any]:
 class _EvalWorkerImpl:
     """One env + policy per worker process, reused for every shard it is given."""
 
-    def __init__(self, env_config: dict[str, Any], checkpoint: str | None) -> None:
+    def __init__(self, env_config: dict[str, Any], checkpoint: str | None, residual_actions: str = "mean") -> None:
         import ray
 
         from rllib_paper.evaluation.episodes import EpisodeRunner
@@ -208,7 +215,7 @@ class _EvalWorkerImpl:
         if checkpoint is not None:
             from rllib_paper.residual.checkpoint import load_residual_policy
 
-            residual_fn = load_residual_policy(checkpoint)
+            residual_fn = load_residual_policy(checkpoint, residual_actions)
         self.runner = EpisodeRunner(env_config, residual_fn=residual_fn)
         self.node_id = ray.get_runtime_context().get_node_id()
 
@@ -353,6 +360,7 @@ class Evaluator:
         return {
             "policy": c.policy,
             "checkpoint": c.checkpoint,
+            "residual_actions": c.residual_actions,
             "dr": c.dr,
             "env": c.env.to_dict(),
             "seeds": {
@@ -377,10 +385,11 @@ class Evaluator:
             if snapshot_path.is_file():
                 previous = json.loads(snapshot_path.read_text(encoding="utf-8"))
                 for key in COMPARED_CONFIG_KEYS:
-                    if previous.get(key) != json.loads(json.dumps(snapshot[key])):
+                    before = previous.get(key, SNAPSHOT_DEFAULTS.get(key))
+                    if before != json.loads(json.dumps(snapshot[key])):
                         raise ConfigError(
                             f"--resume: {key} differs from the run in {self.out} "
-                            f"({previous.get(key)!r} there, {snapshot[key]!r} now)"
+                            f"({before!r} there, {snapshot[key]!r} now)"
                         )
         self.shard_dir.mkdir(parents=True, exist_ok=True)
         dump_json(snapshot, snapshot_path)
@@ -392,7 +401,7 @@ class Evaluator:
             start_ray(self.config.address, logging_level="WARNING")
 
     def _new_worker(self, env_config: dict[str, Any]):
-        return _worker_class().remote(env_config, self.config.checkpoint)
+        return _worker_class().remote(env_config, self.config.checkpoint, self.config.residual_actions)
 
     def _run_shards(self, todo: list[int], env_config: dict[str, Any], total: int, already: int) -> None:
         from tqdm import tqdm

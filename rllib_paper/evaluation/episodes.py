@@ -75,6 +75,9 @@ class EpisodeRunner:
         """One seeded episode; ``on_frame(env, info)`` (a video) sees the env after reset and every step."""
         start = time.perf_counter()
         obs, info = self.env.reset(seed=int(seed))
+        reset_residual = getattr(self.residual_fn, "reset", None)
+        if reset_residual is not None:  # a sampled residual: its noise seeded by the episode
+            reset_residual(int(seed))
         if on_frame is not None:
             on_frame(self.env, info)
         dr = info["dr"]

@@ -121,21 +121,59 @@ def check_checkpoint(checkpoint: str | Path) -> None:
             raise ConfigError(f"checkpoint file {path} is damaged ({exc}); retrain or copy it again") from None
 
 
-def load_residual_policy(checkpoint: str | Path) -> Callable[[np.ndarray], np.ndarray]:
+RESIDUAL_ACTIONS = ("mean", "sample")
+
+
+def load_residual_policy(checkpoint: str | Path, actions: str = "mean") -> Callable[[np.ndarray], np.ndarray]:
+    """The trained residual as ``obs -> action``.
+
+    ``actions="mean"`` acts with the Gaussian's mean (the usual deterministic evaluation);
+    ``"sample"`` draws from the policy as it was trained, with noise seeded by the episode
+    (the returned function's ``reset(seed)``, which EpisodeRunner calls), so an episode is still
+    the same for the same seed on any worker. A residual trained over a base that its own
+    exploration noise helps can be better sampled than at its mean; which one a result used is
+    in its report.
+    """
     import torch
     from ray.rllib.core.columns import Columns
     from ray.rllib.core.rl_module.rl_module import RLModule
 
+    if actions not in RESIDUAL_ACTIONS:
+        raise ValueError(f"residual actions={actions!r}: allowed values are {list(RESIDUAL_ACTIONS)}")
     torch.set_num_threads(1)  # one env per worker process: no thread oversubscription
     module = RLModule.from_checkpoint(str(find_module_dir(checkpoint)))
     module.eval()
 
-    def act(obs: np.ndarray) -> np.ndarray:
+    def distribution(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             batch = {Columns.OBS: torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])}
             out = module.forward_inference(batch)
             inputs = out[Columns.ACTION_DIST_INPUTS][0].numpy()
-        mean = inputs[: len(inputs) // 2]  # diagonal Gaussian: [means, log stds]
-        return np.clip(mean, -1.0, 1.0).astype(np.float32)
+        half = len(inputs) // 2  # diagonal Gaussian: [means, log stds]
+        return inputs[:half], inputs[half:]
+
+    if actions == "sample":
+        return SampledResidual(distribution)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return np.clip(distribution(obs)[0], -1.0, 1.0).astype(np.float32)
 
     return act
+
+
+class SampledResidual:
+    """Residual actions drawn from the policy's Gaussian, the noise seeded per episode."""
+
+    NOISE_STREAM = 0x5A11  # a spawn key of its own: the draws share nothing with the env's DR stream
+
+    def __init__(self, distribution: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> None:
+        self.distribution = distribution
+        self.rng = np.random.default_rng(0)
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(self.NOISE_STREAM,)))
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        mean, log_std = self.distribution(obs)
+        draw = mean + np.exp(log_std) * self.rng.standard_normal(mean.shape)
+        return np.clip(draw, -1.0, 1.0).astype(np.float32)
