@@ -286,6 +286,27 @@ def test_base_plus_residual_checkpoint(ray_local, tmp_path, residual_checkpoint)
     pd.testing.assert_frame_equal(_stable(tmp_path / "res1"), _stable(tmp_path / "res2"))
 
 
+def test_sampled_residual_actions_are_seeded_by_the_episode(ray_local, tmp_path, residual_checkpoint):
+    """--residual-actions sample: drawn from the policy's Gaussian, the noise seeded by the
+    episode, so the table is the same on 1 or 2 workers and differs from the mean's."""
+    from rllib_paper.evaluation.episodes import EpisodeRunner
+    from rllib_paper.residual.checkpoint import load_residual_policy
+
+    sampled = load_residual_policy(residual_checkpoint, "sample")
+    runner = EpisodeRunner({"randomization": "phase2", "task": {"max_steps": 30}}, residual_fn=sampled)
+    first, again = runner.run(11), runner.run(11)
+    assert first.to_dict() | {"wall_seconds": 0} == again.to_dict() | {"wall_seconds": 0}
+    mean = EpisodeRunner(runner.config, residual_fn=load_residual_policy(residual_checkpoint)).run(11)
+    assert first.residual_abs_mean != mean.residual_abs_mean
+    sample = {"checkpoint": residual_checkpoint, "residual_actions": "sample", "episodes": 4}
+    one = evaluate(_config(tmp_path, "s1", workers=1, **sample))
+    evaluate(_config(tmp_path, "s2", workers=2, shard_size=1, **sample))
+    assert one["config"]["residual_actions"] == "sample"
+    pd.testing.assert_frame_equal(_stable(tmp_path / "s1"), _stable(tmp_path / "s2"))
+    with pytest.raises(ConfigError, match=r"residual_actions='noisy': allowed values are \['mean', 'sample'\]"):
+        _config(tmp_path, "x", checkpoint=residual_checkpoint, residual_actions="noisy")
+
+
 def test_missing_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="checkpoint='/no/such/dir': no such file or directory"):
         _config(tmp_path, "x", checkpoint="/no/such/dir")
