@@ -49,9 +49,11 @@ def _add_settle(p: argparse.ArgumentParser) -> None:
 
 
 def _add_residual_actions(p: argparse.ArgumentParser) -> None:
+    from rllib_paper.residual.checkpoint import RESIDUAL_ACTIONS  # no torch or Ray at import
+
     p.add_argument(
         "--residual-actions",
-        choices=("mean", "sample"),
+        choices=RESIDUAL_ACTIONS,
         default="mean",
         help="the residual's actions: its Gaussian's mean (default), or sampled as in training, the noise "
         "seeded by the episode (same episode for the same seed on any worker)",

@@ -180,8 +180,7 @@ class ResidualPaperEnv(gym.Env):
 
     def _advance_base(self) -> None:
         """Take the next target from the cached chunk, querying the policy when it runs out."""
-        horizon = min(self.base_policy.execution_horizon, self.base_policy.chunk_length)
-        if self._chunk is None or self._chunk_index >= horizon:
+        if self._chunk is None or self._chunk_index >= self._execution_horizon():
             observations = {"state": self.env.state[None, :], "target": self.env.current_target[None, :]}
             extra = getattr(self.base_policy, "extra_observations", None)  # e.g. GR00T's camera frames
             for attempt in (0, 1):  # a failed call (server, actor) is retried once
@@ -223,8 +222,11 @@ class ResidualPaperEnv(gym.Env):
 
     def _chunk_step(self) -> float:
         # _advance_base has already moved past the target this step executes.
-        horizon = min(self.base_policy.execution_horizon, self.base_policy.chunk_length)
-        return (self._chunk_index - 1) / horizon if self._chunk is not None else 0.0
+        return (self._chunk_index - 1) / self._execution_horizon() if self._chunk is not None else 0.0
+
+    def _execution_horizon(self) -> int:
+        """Targets of a chunk executed before the base is asked again."""
+        return min(self.base_policy.execution_horizon, self.base_policy.chunk_length)
 
 
 def _ray_node_id() -> str:

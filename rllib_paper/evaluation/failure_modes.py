@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rllib_paper.evaluation.statistics import equal_width_bins
+
 MODES = ("not_at_rest", "low_grip", "knocked_away", "at_frame", "left_short")
 DR_COLUMNS = ("dr_paper_friction_scale", "dr_paper_x", "dr_paper_yaw")  # the draws the modes point to
 PAIRED_BINS = 4
@@ -55,17 +57,14 @@ def failure_modes(episodes: pd.DataFrame, rules: FailureRules | None = None) -> 
     return pd.Series(mode, index=episodes.index, name="failure_mode")
 
 
-def mode_counts(episodes: pd.DataFrame, rules: FailureRules | None = None) -> dict[str, int]:
-    modes = failure_modes(episodes, rules)
-    return {m: int((modes == m).sum()) for m in MODES}
-
-
 def paired_failure_breakdown(a: pd.DataFrame, b: pd.DataFrame, rules: FailureRules | None = None) -> dict[str, Any]:
     """Per mode: A's failures, how many B fixes, B's failures, how many are new (A succeeded);
-    per DR bin of the draws the modes point to: both rates. Same seeds in both (mcnemar checks)."""
-    joined = a.merge(b, on="seed", suffixes=("_a", "_b"))
-    mode_a = failure_modes(_side(joined, "_a"), rules)
-    mode_b = failure_modes(_side(joined, "_b"), rules)
+    per DR bin of the draws the modes point to: both rates. Paired by seed over the seeds both
+    hold (mcnemar checks they are the same); the DR draws are the seed's, so A's are used."""
+    a, b = a.set_index("seed"), b.set_index("seed")
+    seeds = a.index.intersection(b.index)
+    a, b = a.loc[seeds], b.loc[seeds]
+    mode_a, mode_b = failure_modes(a, rules), failure_modes(b, rules)
     success_a, success_b = mode_a.isna(), mode_b.isna()
     modes = {
         m: {
@@ -76,28 +75,16 @@ def paired_failure_breakdown(a: pd.DataFrame, b: pd.DataFrame, rules: FailureRul
         }
         for m in MODES
     }
-    return {"episodes": len(joined), "modes": modes, "by_dr_bin": _paired_bins(joined, success_a, success_b)}
+    return {"episodes": len(seeds), "modes": modes, "by_dr_bin": _paired_bins(a, success_a, success_b)}
 
 
-def _side(joined: pd.DataFrame, suffix: str) -> pd.DataFrame:
-    """One evaluation's columns back under their own names (the DR draws are the seed's, shared)."""
-    own = {c: c[: -len(suffix)] for c in joined.columns if c.endswith(suffix)}
-    frame = joined.rename(columns=own)
-    for column in DR_COLUMNS:
-        if column not in frame and f"{column}_a" in joined:
-            frame[column] = joined[f"{column}_a"]
-    return frame
-
-
-def _paired_bins(joined: pd.DataFrame, success_a: pd.Series, success_b: pd.Series) -> dict[str, list[dict]]:
+def _paired_bins(draws: pd.DataFrame, success_a: pd.Series, success_b: pd.Series) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for column in DR_COLUMNS:
-        values = joined.get(column, joined.get(f"{column}_a"))
-        if values is None or values.nunique() < 2:
+        if column not in draws or draws[column].nunique() < 2:
             continue
-        values = values.to_numpy()
-        edges = np.linspace(values.min(), values.max(), PAIRED_BINS + 1)
-        index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, PAIRED_BINS - 1)
+        values = draws[column].to_numpy()
+        edges, index = equal_width_bins(values, values.min(), values.max(), PAIRED_BINS)
         out[column.removeprefix("dr_")] = [
             {
                 "bin": [float(edges[i]), float(edges[i + 1])],

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from rllib_paper.evaluation.failure_modes import format_breakdown, paired_failure_breakdown
-from rllib_paper.evaluation.statistics import wilson_interval
+from rllib_paper.evaluation.statistics import equal_width_bins, wilson_interval
 from rllib_paper.runtime.files import dump_json
 
 SCHEMA_VERSION = 1
@@ -87,8 +87,7 @@ def dr_breakdown(episodes: pd.DataFrame, ranges: dict[str, tuple[float, float]])
         column = f"dr_{name}"
         if column not in episodes or high <= low:
             continue
-        edges = np.linspace(low, high, DR_BINS + 1)
-        index = np.clip(np.searchsorted(edges, episodes[column].to_numpy(), side="right") - 1, 0, DR_BINS - 1)
+        edges, index = equal_width_bins(episodes[column].to_numpy(), low, high, DR_BINS)
         rows = []
         for b in range(DR_BINS):
             mask = index == b
