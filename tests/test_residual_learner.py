@@ -89,9 +89,58 @@ def test_defaults_are_rllibs_learner_one_optimizer_and_shared_layers(ray_local, 
         (["ppo.critic_lr_scale=0", "ppo.vf_share_layers=false"], r"ppo.critic_lr_scale=0: allowed range"),
         (["ppo.critic_lr_scale=3"], r"ppo.critic_lr_scale=3 needs ppo.vf_share_layers=false"),
         (["ppo.vf_share_layers=maybe"], r"ppo.vf_share_layers='maybe': expected true or false"),
+        (["learners.foreach_update=maybe"], r"learners.foreach_update=.maybe.: expected true or false"),
         (["algorithm=appo", "ppo.critic_warmup_steps=1000"], r"algorithm='appo' does not support them"),
     ],
 )
 def test_bad_learner_options_are_one_clear_error(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_train_config(None, overrides)
+
+
+def test_foreach_update_is_rllibs_update_to_float_rounding(ray_local, tmp_path):
+    """Same seed, same sampled batches: one iteration with learners.foreach_update on and off
+    moves every weight the same way (equal to float rounding), with foreach Adam and clipping."""
+    weights = {}
+    for foreach in (False, True):
+        # With an lr schedule: RLlib then sets the lr as a tensor, which foreach Adam refuses.
+        schedule = ["ppo.lr_final=1e-4", "ppo.lr_decay_steps=1000"]
+        overrides = [*TINY, *schedule, f"learners.foreach_update={str(foreach).lower()}"]
+        algo = _algo(overrides, tmp_path / str(foreach))
+        try:
+            learner = algo.learner_group._learner
+            assert learner.foreach_update is foreach
+            optimizer = dict(learner.get_optimizers_for_module(DEFAULT_MODULE_ID))["default_optimizer"]
+            assert optimizer.defaults["foreach"] is (True if foreach else None)
+            start = _weights(algo)
+            algo.train()
+            algo.train()  # the second update runs at the scheduled (lowered) lr
+            weights[foreach] = _weights(algo)
+        finally:
+            algo.stop()
+    assert _changed(start, weights[True], "pi.")
+    for name, value in weights[False].items():
+        torch.testing.assert_close(weights[True][name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_foreach_clip_matches_rllibs_clip_including_non_finite_norms():
+    from ray.rllib.utils.torch_utils import clip_gradients
+
+    from rllib_paper.residual.learner import foreach_clip_by_global_norm
+
+    torch.manual_seed(0)
+    for scale in (0.01, 10.0):  # below the clip (untouched) and above it (scaled)
+        grads = {i: torch.randn(7, 5) * scale for i in range(3)}
+        ours = {k: v.clone() for k, v in grads.items()}
+        norm = clip_gradients(grads, grad_clip=0.5, grad_clip_by="global_norm")
+        our_norm = foreach_clip_by_global_norm(ours, grad_clip=0.5, grad_clip_by="global_norm")
+        torch.testing.assert_close(our_norm, norm)
+        for k in grads:
+            torch.testing.assert_close(ours[k], grads[k])
+    with_nan = {0: torch.tensor([float("nan"), 1.0]), 1: torch.tensor([3.0, 4.0])}
+    ours = {k: v.clone() for k, v in with_nan.items()}
+    torch.testing.assert_close(
+        foreach_clip_by_global_norm(ours, grad_clip=0.5, grad_clip_by="global_norm"),
+        clip_gradients(with_nan, grad_clip=0.5, grad_clip_by="global_norm"),
+    )
+    torch.testing.assert_close(ours[1], with_nan[1])

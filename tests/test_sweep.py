@@ -48,6 +48,7 @@ def _write(tmp_path, name, **changes):
         ({"metric": "succes"}, r"metric='succes'"),
         ({"scheduler": {"type": "pbt"}}, r"PBT can only mutate"),
         ({"eval": {"episodes": 0}}, r"eval.episodes=0"),
+        ({"eval": {"settle_steps": -1}}, r"eval.settle_steps=-1: allowed range is \[0, 10000\]"),
     ],
 )
 def test_bad_sweep_yaml_fails_fast_naming_the_field(tmp_path, changes, message):
@@ -66,7 +67,8 @@ def _tune_cmd(sweep, out, *extra):
 
 
 def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp):
-    sweep = _write(tmp_path, "smoke", stop={"iterations": 2}, num_samples=1)
+    smoke_eval = yaml.safe_load(SMOKE.read_text())["eval"]
+    sweep = _write(tmp_path, "smoke", stop={"iterations": 2}, num_samples=1, eval={**smoke_eval, "settle_steps": 0})
     result = subprocess.run(
         _tune_cmd(sweep, tmp_path / "out"),
         cwd=ROOT,
@@ -88,6 +90,7 @@ def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp)
     best_eval = tmp_path / "out" / "best_eval" / summary["best_eval"]["trial_id"]
     report = json.loads((best_eval / "report.json").read_text())
     assert report["episodes_done"] == 8 and report["config"]["checkpoint"] == str(best_eval / "checkpoint")
+    assert report["config"]["env"]["task"]["settle_after_success_steps"] == 0  # eval.settle_steps reached it
 
 
 def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp):

@@ -1,4 +1,5 @@
-"""The one-process vector env steps exactly the single envs a SyncVectorEnv would, bit for bit."""
+"""The one-process vector env steps exactly the single envs a SyncVectorEnv would, bit for bit,
+and gives every env of every runner an episode stream of its own."""
 
 import gymnasium as gym
 import numpy as np
@@ -7,7 +8,7 @@ from gymnasium.wrappers.vector import DictInfoToList
 from rllib_paper.config import coerce_env_config
 from rllib_paper.envs.registry import EpisodeSummaryInfo, make_residual_env
 from rllib_paper.envs.residual import ResidualPaperEnv
-from rllib_paper.envs.vector import ResidualVectorEnv
+from rllib_paper.envs.vector import ResidualVectorEnv, env_seeds
 
 CONFIG = coerce_env_config(None, dr="phase2", residual={"base_policy": "scripted"}, task={"max_steps": 30})
 
@@ -23,7 +24,7 @@ def test_vector_env_matches_gymnasiums_sync_vector_env_step_for_step():
     )
     rng = np.random.default_rng(0)
     a, _ = ours.reset(seed=1000)
-    b, _ = reference.reset(seed=1000)
+    b, _ = reference.reset(seed=env_seeds(1000, 3))
     np.testing.assert_array_equal(a, b)
     ended = 0
     for _ in range(75):  # 30-step episodes: every env ends twice and autoresets
@@ -44,7 +45,7 @@ def test_an_env_in_the_vector_runs_the_same_episode_as_the_single_env_with_its_s
     vector = ResidualVectorEnv(CONFIG, 2)
     single = ResidualPaperEnv(CONFIG)
     obs, _ = vector.reset(seed=1029)
-    expected, _ = single.reset(seed=1030)  # env i gets seed + i
+    expected, _ = single.reset(seed=env_seeds(1029, 2)[1])
     np.testing.assert_array_equal(obs[1], expected)
     zero = np.zeros((2, 6), dtype=np.float32)
     for _ in range(30):
@@ -54,7 +55,20 @@ def test_an_env_in_the_vector_runs_the_same_episode_as_the_single_env_with_its_s
         assert (rewards[1], terminated[1], truncated[1]) == step[1:4]
 
 
+def test_runners_envs_and_training_seeds_get_distinct_episode_streams():
+    # RLlib seeds runner k with config.seed + k: under SyncVectorEnv's seed + i, runner 1's env 1
+    # and runner 2's env 0 (and training seed 1's runner 1 and seed 0's runner 2) shared episodes.
+    streams = [s for train_seed in (0, 1) for k in (1, 2) for s in env_seeds(train_seed + k, 8, stream=k)]
+    assert len(set(streams)) == len(streams) == 32
+    assert min(streams) > 2**32  # never a small integer, as evaluation seeds are
+    assert env_seeds(3, 4, stream=2) == env_seeds(3, 4, stream=2)  # deterministic
+
+
 def test_rllib_asks_for_the_vector_env_by_num_envs():
+    from ray.rllib.env.env_context import EnvContext
+
     made = make_residual_env({**CONFIG.to_dict(), "num_envs": 2})
-    assert isinstance(made, ResidualVectorEnv) and made.num_envs == 2
+    assert isinstance(made, ResidualVectorEnv) and made.num_envs == 2 and made.stream == 0
+    on_runner = make_residual_env(EnvContext({**CONFIG.to_dict(), "num_envs": 2}, worker_index=2))
+    assert on_runner.stream == 2
     assert isinstance(make_residual_env(CONFIG.to_dict()), EpisodeSummaryInfo)

@@ -7,9 +7,14 @@ only what training reads: ``episode_summary`` on the step an episode ends (the t
 callback's input). Autoreset is gymnasium's NEXT_STEP mode, as RLlib's env runner expects:
 the step after an episode ended resets that env and ignores its action.
 
-Seeding follows SyncVectorEnv: ``reset(seed=s)`` seeds env ``i`` with ``s + i``; an env's
-episodes are therefore the same, bit for bit, as the single env's with those seeds
-(tests/test_vector_env.py compares them step by step).
+Seeding: ``reset(seed=s)`` starts env ``i`` at the episode seed ``env_seeds(s, N, stream)[i]``,
+a 63-bit seed NumPy's SeedSequence derives from (s, stream, i); each env's later episodes follow
+from its own generator. ``stream`` is the RLlib runner's worker index. Why not SyncVectorEnv's
+``s + i``: RLlib seeds runner k with ``config.seed + k``, so under ``s + i`` runner k's env i + 1
+and runner k + 1's env i play the same episodes (2 runners x 8 envs gave 9 distinct episode
+streams, not 16), training seed 1's runner 1 repeated training seed 0's runner 2, and the first
+episodes used the small integers that evaluation seeds are. An env's episodes are the same, bit
+for bit, as the single env's with its seed (tests/test_vector_env.py compares them step by step).
 
 Use with RLlib: ``.env_runners(gym_env_vectorize_mode="vector_entry_point")`` and an env
 creator that builds this class when RLlib passes ``num_envs`` (``envs/registry.py``).
@@ -30,12 +35,24 @@ from rllib_paper.envs.residual import ResidualPaperEnv
 SUMMARY_KEY = "episode_summary"
 
 
+def env_seeds(seed: int, num_envs: int, stream: int = 0) -> list[int]:
+    """The first-episode seeds ``reset(seed=seed)`` gives a vector's envs on runner ``stream``:
+    distinct for every (seed, stream, env) and never a small integer like an evaluation seed."""
+    return [
+        int(np.random.SeedSequence([seed, stream, i]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        for i in range(num_envs)
+    ]
+
+
 class ResidualVectorEnv(gym.vector.VectorEnv):
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None, num_envs: int) -> None:
+    def __init__(self, config: EnvConfig | Mapping[str, Any] | None, num_envs: int, stream: int = 0) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r}: allowed range is [1, inf) integers")
+        if not isinstance(stream, int) or stream < 0:
+            raise ValueError(f"stream={stream!r}: allowed range is [0, inf) integers")
+        self.stream = stream
         self.envs = [ResidualPaperEnv(config) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
@@ -49,8 +66,10 @@ class ResidualVectorEnv(gym.vector.VectorEnv):
         self._autoreset = np.zeros(num_envs, dtype=np.bool_)
 
     def reset(self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None):
-        if seed is None or isinstance(seed, int):
-            seeds = [None if seed is None else seed + i for i in range(self.num_envs)]
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, int):
+            seeds = list(env_seeds(seed, self.num_envs, self.stream))
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:

@@ -45,7 +45,7 @@ def build_algorithm_config(config: TrainConfig):
 def _ppo_training(config: TrainConfig):
     from ray.rllib.algorithms.ppo import PPOConfig
 
-    from rllib_paper.residual.learner import CRITIC_LR_KEY, WARMUP_KEY, ResidualPPOTorchLearner
+    from rllib_paper.residual.learner import CRITIC_LR_KEY, FOREACH_KEY, WARMUP_KEY, ResidualPPOTorchLearner
 
     ppo = config.ppo
     batch_per_learner = max(1, ppo.train_batch_size // max(1, config.learners.num_learners))
@@ -65,7 +65,11 @@ def _ppo_training(config: TrainConfig):
         kl_coeff=ppo.kl_coeff,
         kl_target=ppo.kl_target,
         learner_class=ResidualPPOTorchLearner,
-        learner_config_dict={WARMUP_KEY: ppo.critic_warmup_steps, CRITIC_LR_KEY: ppo.critic_lr_scale},
+        learner_config_dict={
+            WARMUP_KEY: ppo.critic_warmup_steps,
+            CRITIC_LR_KEY: ppo.critic_lr_scale,
+            FOREACH_KEY: config.learners.foreach_update,
+        },
     )
 
 

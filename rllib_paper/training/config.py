@@ -236,9 +236,14 @@ class LearnersSection:
     num_learners: int = 0
     gpu: str = "auto"  # "auto" | "yes" | "no"
     torch_threads: int = 2
+    # The same PPO update in fewer tensor operations (residual/learner.py): one NaN check for all
+    # gradients, foreach clipping and Adam. False: RLlib's per-tensor update, to the bit.
+    foreach_update: bool = True
 
     def __post_init__(self) -> None:
         _check_int("learners.num_learners", self.num_learners, 0, 1024)
+        if not isinstance(self.foreach_update, bool):
+            raise ConfigError(f"learners.foreach_update={self.foreach_update!r}: expected true or false")
         if self.gpu not in ("auto", "yes", "no"):
             raise ConfigError(f"learners.gpu={self.gpu!r}: allowed values are ['auto', 'no', 'yes']")
         _check_int("learners.torch_threads", self.torch_threads, 1, 1024)

@@ -18,8 +18,9 @@ Schema (every key optional except ``search``; unknown keys are errors):
     max_concurrent_trials: 2
     stop: {iterations: 10}           # per trial (TrainConfig.stop)
     resources: {cpus_per_trial: 1}   # CPUs for a trial's own process; env runners add theirs
-    eval: {episodes: 100, seed: 5000, workers: 2, dr: phase2, all_trials: false}
-                                     # held-out evaluation of the best (or of every trial)
+    eval: {episodes: 100, seed: 5000, workers: 2, dr: phase2, all_trials: false, settle_steps: 30}
+                                     # held-out evaluation of the best (or of every trial);
+                                     # settle_steps 0 scores the first crossing, as training does
 
 Everything is validated before Ray starts: each distribution's shape, empty or inverted
 ranges, and every sampled value against the TrainConfig (the corners of each range and each
@@ -135,6 +136,9 @@ class EvalSection:
     workers: int = 2
     dr: str = "phase2"
     all_trials: bool = False  # evaluate every trial, not only the best (robustness sweeps)
+    # Success that holds, as `rllib-paper eval --settle-steps` (30: 1 s after the first success);
+    # 0 scores the first crossing, the way the pusher experiments are scored.
+    settle_steps: int = 30
 
     def __post_init__(self) -> None:
         if not isinstance(self.all_trials, bool):
@@ -142,6 +146,7 @@ class EvalSection:
         for name in ("episodes", "workers"):
             _check_int(f"eval.{name}", getattr(self, name), 1)
         _check_int("eval.seed", self.seed, 0)
+        _check_int("eval.settle_steps", self.settle_steps, 0, 10000)
         if self.dr not in DR_PRESETS:
             raise ConfigError(f"eval.dr={self.dr!r}: allowed presets are {sorted(DR_PRESETS)}")
 

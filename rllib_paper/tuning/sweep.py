@@ -225,6 +225,7 @@ def _evaluate_trial(config: SweepConfig, tune_checkpoint, out: Path) -> dict[str
             episodes=config.eval.episodes,
             seed=config.eval.seed,
             workers=config.eval.workers,
+            settle_steps=config.eval.settle_steps,
             out=str(out),
             resume=True,
             progress=False,
