@@ -64,11 +64,38 @@ def test_runners_envs_and_training_seeds_get_distinct_episode_streams():
     assert env_seeds(3, 4, stream=2) == env_seeds(3, 4, stream=2)  # deterministic
 
 
-def test_rllib_asks_for_the_vector_env_by_num_envs():
+def test_rllib_asks_for_the_vector_env_by_num_envs_and_the_callback_names_the_runner():
     from ray.rllib.env.env_context import EnvContext
+
+    from rllib_paper.training.callbacks import TaskMetricsCallback
 
     made = make_residual_env({**CONFIG.to_dict(), "num_envs": 2})
     assert isinstance(made, ResidualVectorEnv) and made.num_envs == 2 and made.stream == 0
-    on_runner = make_residual_env(EnvContext({**CONFIG.to_dict(), "num_envs": 2}, worker_index=2))
-    assert on_runner.stream == 2
+    TaskMetricsCallback().on_environment_created(env=made, env_context=EnvContext({}, worker_index=2))
+    assert made.stream == 2
+    first, _ = made.reset(seed=7)
+    expected, _ = ResidualPaperEnv(CONFIG).reset(seed=env_seeds(7, 2, stream=2)[0])
+    np.testing.assert_array_equal(first[0], expected)
     assert isinstance(make_residual_env(CONFIG.to_dict()), EpisodeSummaryInfo)
+
+
+def test_each_training_runner_steps_its_own_episode_streams(ray_local, tmp_path):
+    from test_train import TINY
+
+    from rllib_paper.training.algorithm import build_algorithm_config, keep_trainable_logs_in
+    from rllib_paper.training.config import load_train_config
+
+    keep_trainable_logs_in(tmp_path / "rllib")
+    config = load_train_config(None, [*TINY, "env_runners.num_env_runners=2", "seed=5"])
+    algo = build_algorithm_config(config).build_algo()
+    try:
+        streams = algo.env_runner_group.foreach_env_runner(lambda r: r.env.unwrapped.stream, local_env_runner=False)
+        assert sorted(streams) == [1, 2]
+        algo.train()
+        draws = algo.env_runner_group.foreach_env_runner(
+            lambda r: [env.env.episode_draw.paper_x for env in r.env.unwrapped.envs], local_env_runner=False
+        )
+        flat = [x for runner in draws for x in runner]  # the current episode's start, per env
+        assert len(set(flat)) == len(flat) == 4, draws
+    finally:
+        algo.stop()

@@ -47,15 +47,14 @@ class EpisodeSummaryInfo(gymnasium.Wrapper):
 def make_residual_env(env_config):
     """RLlib's env creator: one residual env, or with ``num_envs`` (RLlib's vector entry point)
     the one-process ResidualVectorEnv of that many."""
-    # RLlib passes an EnvContext (a dict with worker metadata attributes): plain dict it, keeping
-    # the runner's index so each runner's envs get episode streams of their own (envs/vector.py).
-    stream = int(getattr(env_config, "worker_index", 0) or 0)
+    # RLlib passes an EnvContext (a dict with worker metadata attributes) or, for the vector entry
+    # point, a plain dict (the runner index reaches the vector env through training/callbacks.py).
     env_config = dict(env_config)
     num_envs = env_config.pop("num_envs", None)
     if num_envs is not None:
         from rllib_paper.envs.vector import ResidualVectorEnv
 
-        return ResidualVectorEnv(env_config, int(num_envs), stream=stream)
+        return ResidualVectorEnv(env_config, int(num_envs))
     from rllib_paper.envs.residual import ResidualPaperEnv
 
     return EpisodeSummaryInfo(ResidualPaperEnv(env_config))

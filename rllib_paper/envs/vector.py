@@ -9,7 +9,8 @@ the step after an episode ended resets that env and ignores its action.
 
 Seeding: ``reset(seed=s)`` starts env ``i`` at the episode seed ``env_seeds(s, N, stream)[i]``,
 a 63-bit seed NumPy's SeedSequence derives from (s, stream, i); each env's later episodes follow
-from its own generator. ``stream`` is the RLlib runner's worker index. Why not SyncVectorEnv's
+from its own generator. ``stream`` is the RLlib runner's worker index (set by the training
+callback's ``on_environment_created``, before the first reset). Why not SyncVectorEnv's
 ``s + i``: RLlib seeds runner k with ``config.seed + k``, so under ``s + i`` runner k's env i + 1
 and runner k + 1's env i play the same episodes (2 runners x 8 envs gave 9 distinct episode
 streams, not 16), training seed 1's runner 1 repeated training seed 0's runner 2, and the first
