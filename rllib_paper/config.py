@@ -162,7 +162,8 @@ class RewardConfig:
             _check_range(f"reward.{f.name}", getattr(self, f.name), -1e3, 1e3)
 
 
-OBSERVE_CHOICES = ("chunk_step", "time_left")  # what residual.observe may add (sim/observation.py: meanings)
+# What residual.observe may add (sim/observation.py: meanings, units, normaliser)
+OBSERVE_CHOICES = ("chunk_step", "pad_force", "sheet_velocity", "time_left")
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,10 @@ class ResidualConfig:
     base_policy: str = "zero"
     # Values appended to the residual's 31-D observation, in this order (sim/observation.py):
     # "time_left" (share of the episode's steps left: a value function cannot see a time limit
-    # it is not shown) and "chunk_step" (how far into the base's open-loop chunk this step is).
+    # it is not shown), "chunk_step" (how far into the base's open-loop chunk this step is),
+    # "pad_force" (the normal force the fingertip pads press the sheet with) and
+    # "sheet_velocity" (the sheet's planar velocity and yaw rate): a slipping drag shows in the
+    # last two one step before it shows in the pose.
     observe: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

@@ -169,6 +169,10 @@ COMPARISONS = {
         "experiment_scripted_phase2_anneal/eval_residual",
         "experiment_scripted_phase2_anneal_seed1/eval_residual",
     ),
+    "experiment_scripted_phase2_rerun/comparison.json": (
+        "experiment_scripted_phase2_rerun/eval_base",
+        "experiment_scripted_phase2_rerun/eval_residual",
+    ),
     "experiment_scripted_phase2_detour/comparison.json": (
         "experiment_scripted_phase2_detour/eval_base",
         "experiment_scripted_phase2_detour/eval_residual",

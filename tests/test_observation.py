@@ -114,3 +114,49 @@ def test_the_residual_module_takes_the_longer_observation():
     assert obs.shape == (1, layout.RESIDUAL_OBS_DIM + 1)
     out = module.forward_inference({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
     assert torch.all(out[:, :6] == 0)  # still starts as the base
+
+
+def test_contact_observations_report_the_pads_force_and_the_sheets_motion():
+    """pad_force and sheet_velocity are what MuJoCo says: the normal force of the pad contacts
+    with the sheet (0 until the finger touches it, positive while it presses), the sheet's free
+    joint velocity; appended as 1 + 3 values with their own normaliser, the 31 unchanged."""
+    import mujoco
+
+    from rllib_paper.config import coerce_env_config
+    from rllib_paper.envs.residual import ResidualPaperEnv
+
+    config = coerce_env_config(
+        None, dr="phase2", residual={"base_policy": "scripted", "observe": ["pad_force", "sheet_velocity"]}
+    )
+    env = ResidualPaperEnv(config)
+    plain = ResidualPaperEnv(coerce_env_config(None, dr="phase2", residual={"base_policy": "scripted"}))
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (layout.RESIDUAL_OBS_DIM + 4,) and obs[layout.RESIDUAL_OBS_DIM] == 0.0
+    np.testing.assert_array_equal(obs[: layout.RESIDUAL_OBS_DIM], plain.reset(seed=3)[0])
+    paper = env.env
+    forces, pressing_checked = [], False
+    for _ in range(150):
+        obs, *_ = env.step(np.zeros(6, dtype=np.float32))
+        force, velocity = obs[layout.RESIDUAL_OBS_DIM], obs[layout.RESIDUAL_OBS_DIM + 1 :]
+        dof = paper.ids.paper_dof
+        np.testing.assert_allclose(velocity, paper.data.qvel[[dof, dof + 1, dof + 5]].astype(np.float32))
+        forces.append(force)
+        if force > 0 and not pressing_checked:  # recompute from the raw contacts once
+            expected = 0.0
+            for i in range(paper.data.ncon):
+                c = paper.data.contact[i]
+                if {c.geom1, c.geom2} & {paper.ids.paper_geom} and {c.geom1, c.geom2} & set(paper.ids.pad_geoms):
+                    f = np.zeros(6)
+                    mujoco.mj_contactForce(paper.model, paper.data, i, f)
+                    expected += f[0]
+            assert force == np.float32(expected) and expected > 0
+            pressing_checked = True
+    assert forces[0] == 0.0 and pressing_checked  # the pusher reaches the sheet and presses on it
+    center, scale = layout.observation_normalizer(config)
+    assert center[layout.RESIDUAL_OBS_DIM :] == [0.0, 0.0, 0.0, 0.0] and scale[layout.RESIDUAL_OBS_DIM :] == [
+        3.0,
+        0.05,
+        0.05,
+        0.5,
+    ]
+    assert [f.name for f in layout.residual_fields(config)[-2:]] == ["pad_force", "sheet_velocity"]

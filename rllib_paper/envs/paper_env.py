@@ -315,6 +315,31 @@ class PaperSquareEnv(gym.Env):
         return math.sqrt(self._sheet_speed_sq())
 
     @property
+    def sheet_velocity(self) -> np.ndarray:
+        """The sheet's planar velocity (x, y in m/s, world frame) and yaw rate (rad/s)."""
+        dof = self.ids.paper_dof  # 3 linear (world frame), then 3 angular (body frame: its z ~ world z)
+        v = self.data.qvel
+        return np.array([v[dof], v[dof + 1], v[dof + 5]])
+
+    @property
+    def pad_force(self) -> float:
+        """Normal force (N) of the fingertip pads on the sheet at the last physics step, summed
+        over their contacts; 0 when they do not touch it."""
+        ncon = self.data.ncon
+        if ncon == 0:
+            return 0.0
+        contacts = self.data.contact
+        g1, g2 = contacts.geom1[:ncon], contacts.geom2[:ncon]
+        paper, pads = self.ids.paper_geom, self.ids.pad_geoms
+        touching = ((g1 == paper) & np.isin(g2, pads)) | ((g2 == paper) & np.isin(g1, pads))
+        force = np.zeros(6)
+        total = 0.0
+        for i in np.flatnonzero(touching):
+            mujoco.mj_contactForce(self.model, self.data, int(i), force)
+            total += float(force[0])
+        return total
+
+    @property
     def steps(self) -> int:
         """Control steps taken in this episode."""
         return self._steps

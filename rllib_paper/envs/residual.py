@@ -65,7 +65,9 @@ class ResidualPaperEnv(gym.Env):
     ``env.residual.observe`` appends, in its order, ``time_left`` (the share of
     ``task.max_steps`` still to run, 1 at reset, 0 from the last step on) and ``chunk_step``
     (how many targets of the base's current chunk were executed before this one, over its
-    execution horizon: 0 right after a query). Both unitless, in [0, 1].
+    execution horizon: 0 right after a query), both unitless in [0, 1]; ``pad_force`` (the
+    fingertip pads' normal force on the sheet at the last physics step, N, 0 without contact)
+    and ``sheet_velocity`` (x, y velocity of the sheet centre in m/s and its yaw rate in rad/s).
     """
 
     metadata = PaperSquareEnv.metadata
@@ -212,9 +214,21 @@ class ResidualPaperEnv(gym.Env):
     def _observation(self, obs: np.ndarray) -> np.ndarray:
         self._obs[:OBS_DIM] = obs
         self._obs[BASE_ACTION] = self._base_target
-        for i, name in enumerate(self._observe, RESIDUAL_OBS_DIM):
-            self._obs[i] = self._time_left() if name == "time_left" else self._chunk_step()
+        i = RESIDUAL_OBS_DIM
+        for name in self._observe:
+            values = self._optional(name)
+            self._obs[i : i + len(values)] = values
+            i += len(values)
         return self._obs.copy()
+
+    def _optional(self, name: str) -> tuple[float, ...] | np.ndarray:
+        if name == "time_left":
+            return (self._time_left(),)
+        if name == "chunk_step":
+            return (self._chunk_step(),)
+        if name == "pad_force":
+            return (self.env.pad_force,)
+        return self.env.sheet_velocity
 
     def _time_left(self) -> float:
         max_steps = self.config.task.max_steps

@@ -62,10 +62,39 @@ RESIDUAL_OBS_DIM = RESIDUAL_FIELDS[-1].slice.stop  # 31: the ResidualPaperEnv ob
 FIELDS = {f.name: f for f in RESIDUAL_FIELDS}
 
 # Values a residual may also observe (``env.residual.observe``), appended after the 31 in the
-# order the config lists them; each is a number in [0, 1].
-OPTIONAL_OBSERVATIONS: dict[str, tuple[str, str]] = {
-    "time_left": ("share of the episode's max_steps still to run (1 at reset)", "unitless"),
-    "chunk_step": ("executed targets of the base's current chunk before this one / execution horizon", "unitless"),
+# order the config lists them: per name its meanings, unit and normaliser (centre, scale).
+@dataclass(frozen=True)
+class OptionalObservation:
+    meanings: tuple[str, ...]
+    unit: str
+    center: tuple[float, ...]
+    scale: tuple[float, ...]
+
+
+OPTIONAL_OBSERVATIONS: dict[str, OptionalObservation] = {
+    "time_left": OptionalObservation(
+        ("share of the episode's max_steps still to run (1 at reset)",), "unitless", (0.5,), (0.5,)
+    ),
+    "chunk_step": OptionalObservation(
+        ("executed targets of the base's current chunk before this one / execution horizon",),
+        "unitless",
+        (0.5,),
+        (0.5,),
+    ),
+    # Scales from pusher episodes (phase 2): the pads press with 0.5-2 N (median), 9 N at the 90th
+    # percentile; the sheet moves at up to 0.1-0.2 m/s and turns at up to 1 rad/s.
+    "pad_force": OptionalObservation(
+        ("normal force of the fingertip pads on the sheet, summed over their contacts (0 without contact)",),
+        "force (N)",
+        (0.0,),
+        (3.0,),
+    ),
+    "sheet_velocity": OptionalObservation(
+        ("sheet centre x velocity", "sheet centre y velocity", "sheet yaw rate"),
+        "velocity (m/s, m/s, rad/s)",
+        (0.0, 0.0, 0.0),
+        (0.05, 0.05, 0.5),
+    ),
 }
 assert sorted(OPTIONAL_OBSERVATIONS) == sorted(OBSERVE_CHOICES)
 
@@ -109,21 +138,21 @@ def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float]
         field_center, field_scale = _NORMALIZER[f.name]
         center += home if field_center == "home" else field_center
         scale += field_scale
-    for _ in (config or EnvConfig()).residual.observe:  # each in [0, 1]
-        center.append(0.5)
-        scale.append(0.5)
+    for name in (config or EnvConfig()).residual.observe:
+        center += OPTIONAL_OBSERVATIONS[name].center
+        scale += OPTIONAL_OBSERVATIONS[name].scale
     assert len(center) == len(scale) == residual_obs_dim(config)
     return center, scale
 
 
 def residual_fields(config: EnvConfig | None = None) -> tuple[ObsField, ...]:
     """The residual observation's fields for ``config``: the 31, then ``residual.observe``'s."""
-    extra = [(name, (OPTIONAL_OBSERVATIONS[name][0],), OPTIONAL_OBSERVATIONS[name][1]) for name in _observe(config)]
+    extra = [(name, OPTIONAL_OBSERVATIONS[name].meanings, OPTIONAL_OBSERVATIONS[name].unit) for name in _observe(config)]
     return RESIDUAL_FIELDS + _fields(*extra, start=RESIDUAL_OBS_DIM)
 
 
 def residual_obs_dim(config: EnvConfig | None = None) -> int:
-    return RESIDUAL_OBS_DIM + len(_observe(config))
+    return RESIDUAL_OBS_DIM + sum(len(OPTIONAL_OBSERVATIONS[name].meanings) for name in _observe(config))
 
 
 def _observe(config: EnvConfig | None) -> tuple[str, ...]:
