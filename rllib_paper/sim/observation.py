@@ -61,6 +61,7 @@ RESIDUAL_FIELDS = TASK_FIELDS + _fields(
 RESIDUAL_OBS_DIM = RESIDUAL_FIELDS[-1].slice.stop  # 31: the ResidualPaperEnv observation
 FIELDS = {f.name: f for f in RESIDUAL_FIELDS}
 
+
 # Values a residual may also observe (``env.residual.observe``), appended after the 31 in the
 # order the config lists them: per name its meanings, unit and normaliser (centre, scale).
 @dataclass(frozen=True)
@@ -147,8 +148,13 @@ def observation_normalizer(config: EnvConfig | None = None) -> tuple[list[float]
 
 def residual_fields(config: EnvConfig | None = None) -> tuple[ObsField, ...]:
     """The residual observation's fields for ``config``: the 31, then ``residual.observe``'s."""
-    extra = [(name, OPTIONAL_OBSERVATIONS[name].meanings, OPTIONAL_OBSERVATIONS[name].unit) for name in _observe(config)]
+    extra = [(name, *_meanings_and_unit(name)) for name in _observe(config)]
     return RESIDUAL_FIELDS + _fields(*extra, start=RESIDUAL_OBS_DIM)
+
+
+def _meanings_and_unit(name: str) -> tuple[tuple[str, ...], str]:
+    optional = OPTIONAL_OBSERVATIONS[name]
+    return optional.meanings, optional.unit
 
 
 def residual_obs_dim(config: EnvConfig | None = None) -> int:
