@@ -169,6 +169,10 @@ COMPARISONS = {
         "experiment_scripted_phase2_anneal/eval_residual",
         "experiment_scripted_phase2_anneal_seed1/eval_residual",
     ),
+    "experiment_fast_phase2_streams_seed0/comparison.json": (
+        "experiment_fast_phase2_streams_seed0/eval_base",
+        "experiment_fast_phase2_streams_seed0/eval_residual",
+    ),
     "experiment_scripted_phase2_rerun/comparison.json": (
         "experiment_scripted_phase2_rerun/eval_base",
         "experiment_scripted_phase2_rerun/eval_residual",
