@@ -126,3 +126,40 @@ def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp
     assert len(table) == 2 and (table["iterations"] == 3).all()
     # The finished trial was not rerun: its history is what it was before the interruption.
     pd.testing.assert_frame_equal(pd.read_csv(first / "progress.csv"), first_rows)
+
+
+def test_factor_effects_pool_each_value_and_pair_trials_that_differ_in_one_key(tmp_path):
+    """A 2 x 2 grid: per value of each key the four trials' episodes pooled; the paired test
+    matches each trial with the one differing only in that key, seed by seed."""
+    from rllib_paper.tuning.effects import factor_effects, format_effects, write_effects
+
+    seeds = list(range(10))
+    table = pd.DataFrame(
+        {
+            "trial_id": ["t0", "t1", "t2", "t3"],
+            "param.env.residual.scale": [0.05, 0.05, 0.1, 0.1],
+            "param.env.residual.observe": ["[]", '["pad_force"]', "[]", '["pad_force"]'],
+        }
+    )
+    # scale 0.1 succeeds on 3 more seeds than 0.05 in both pairs; observe changes nothing
+    wins = {"t0": set(range(4)), "t1": set(range(4)), "t2": set(range(7)), "t3": set(range(7))}
+    episodes = {t: pd.DataFrame({"seed": seeds, "success": [s in won for s in seeds]}) for t, won in wins.items()}
+    effects = {e["key"]: e for e in factor_effects(table, episodes)}
+    scale = effects["env.residual.scale"]
+    assert [(lv["value"], lv["trials"], lv["successes"], lv["episodes"]) for lv in scale["levels"]] == [
+        (0.05, 2, 8, 20),
+        (0.1, 2, 14, 20),
+    ]
+    paired = scale["paired"]
+    assert paired["pairs"] == 2 and paired["table"] == {"both": 8, "only_a": 0, "only_b": 6, "neither": 6}
+    assert paired["difference"] == pytest.approx(0.3) and paired["mcnemar_exact_p"] == pytest.approx(2 / 64)
+    observe = effects["env.residual.observe"]["paired"]
+    assert observe["difference"] == 0 and observe["mcnemar_exact_p"] == 1.0
+    assert "+30.0 points over 20 paired episodes" in format_effects(list(effects.values()))
+    # From a sweep directory, as `rllib-paper tune` writes it
+    table.to_parquet(tmp_path / "trials.parquet")
+    for trial, frame in episodes.items():
+        (tmp_path / "trial_evals" / trial).mkdir(parents=True)
+        frame.to_parquet(tmp_path / "trial_evals" / trial / "episodes.parquet")
+    assert write_effects(tmp_path) == json.loads((tmp_path / "effects.json").read_text())
+    assert (tmp_path / "effects.md").read_text().count("\n") == 6

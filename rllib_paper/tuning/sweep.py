@@ -25,6 +25,7 @@ import pandas as pd
 from rllib_paper.config import ConfigError
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.runtime.ray_start import start_ray
+from rllib_paper.tuning.effects import format_effects, write_effects
 from rllib_paper.tuning.config import SweepConfig
 
 EXPERIMENT_NAME = "tune"
@@ -269,6 +270,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
             table.loc[index, "eval_success"] = success["rate"]
             table.loc[index, "eval_ci95_low"], table.loc[index, "eval_ci95_high"] = success["ci95"]
         _write_tables(table, out)
+        summary["effects"] = write_effects(out)  # what each searched setting does, over all trials
     if len(finished):
         best = finished.iloc[0]
         summary["best"] = {k: (None if pd.isna(v) else v) for k, v in best.to_dict().items()}
@@ -300,6 +302,8 @@ def tune_main(path: str, out: str, resume: bool, storage: str | None, assignment
     summary = run_sweep(config, out, resume=resume, storage=storage)
     table = pd.read_csv(Path(out) / "trials.csv")
     print(table.drop(columns=["run_dir"]).to_string(index=False))
+    if summary.get("effects"):
+        print(format_effects(summary["effects"]), end="")
     if "best_eval" in summary:
         s = summary["best_eval"]["success"]
         print(
