@@ -25,8 +25,8 @@ import pandas as pd
 from rllib_paper.config import ConfigError
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.runtime.ray_start import start_ray
-from rllib_paper.tuning.effects import format_effects, write_effects
 from rllib_paper.tuning.config import SweepConfig
+from rllib_paper.tuning.effects import format_effects, write_effects
 
 EXPERIMENT_NAME = "tune"
 
