@@ -161,5 +161,9 @@ def test_factor_effects_pool_each_value_and_pair_trials_that_differ_in_one_key(t
     for trial, frame in episodes.items():
         (tmp_path / "trial_evals" / trial).mkdir(parents=True)
         frame.to_parquet(tmp_path / "trial_evals" / trial / "episodes.parquet")
-    assert write_effects(tmp_path) == json.loads((tmp_path / "effects.json").read_text())
+    search = {"env.residual.observe": {"grid": [["pad_force"], []]}}  # the sweep file's order: reference first
+    (tmp_path / "sweep_config.json").write_text(json.dumps({"search": search}))
+    written = write_effects(tmp_path)
+    assert written == json.loads((tmp_path / "effects.json").read_text())
+    assert [lv["value"] for lv in written[1]["levels"]] == ['["pad_force"]', "[]"]
     assert (tmp_path / "effects.md").read_text().count("\n") == 6

@@ -26,15 +26,21 @@ from rllib_paper.runtime.files import dump_json
 PARAM_PREFIX = "param."
 
 
-def factor_effects(table: pd.DataFrame, episodes: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+def factor_effects(
+    table: pd.DataFrame, episodes: dict[str, pd.DataFrame], order: dict[str, list] | None = None
+) -> list[dict[str, Any]]:
     """Per searched key (``param.*`` column of the trials table): pooled success per value and,
-    for two values, the paired McNemar test; ``episodes`` maps trial id -> its evaluation's
-    per-episode table (``seed``, ``success``). Trials without an evaluation are left out."""
+    for two values, the paired McNemar test (second value against the first); ``episodes`` maps
+    trial id -> its evaluation's per-episode table (``seed``, ``success``); ``order`` lists a
+    key's values in the sweep file's order (the first is the reference). Trials without an
+    evaluation are left out."""
     table = table[table["trial_id"].isin(list(episodes))]
     columns = [c for c in table.columns if c.startswith(PARAM_PREFIX)]
     effects = []
     for column in columns:
-        values = sorted(table[column].dropna().unique().tolist(), key=str)  # plain Python values
+        present = table[column].dropna().unique().tolist()  # plain Python values
+        listed = [v for v in (order or {}).get(column[len(PARAM_PREFIX) :], []) if v in present]
+        values = listed + sorted((v for v in present if v not in listed), key=str)
         if len(values) < 2:
             continue
         levels = []
@@ -100,10 +106,24 @@ def write_effects(sweep_dir: str | Path) -> list[dict[str, Any]]:
         path = sweep_dir / "trial_evals" / str(trial_id) / "episodes.parquet"
         if path.exists():
             episodes[str(trial_id)] = pd.read_parquet(path)
-    effects = factor_effects(table, episodes)
+    effects = factor_effects(table, episodes, _grid_order(sweep_dir / "sweep_config.json"))
     dump_json(effects, sweep_dir / "effects.json")
     (sweep_dir / "effects.md").write_text(format_effects(effects))
     return effects
+
+
+def _grid_order(path: Path) -> dict[str, list]:
+    """Each grid or choice key's values as the sweep file lists them, spelt as the trials table
+    spells them (lists and mappings as JSON)."""
+    if not path.exists():
+        return {}
+    search = json.loads(path.read_text()).get("search", {})
+    order = {}
+    for key, spec in search.items():
+        kind, values = next(iter(spec.items()))
+        if kind in ("grid", "choice"):
+            order[key] = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in values]
+    return order
 
 
 def main(argv: list[str]) -> int:
