@@ -276,3 +276,15 @@ def test_the_committed_bc_base_is_the_one_residual_bc_trains_over():
     record = resolve_base_policy(spec)
     assert record["params"]["dataset"]["path"] == "runs/demos_phase2_noise01"
     assert record["params"]["network"]["chunk_length"] == 16 and record["params"]["network"]["execution_horizon"] == 8
+
+
+def test_the_committed_sweep_effects_are_recomputed_from_its_trial_evaluations(tmp_path):
+    import shutil
+
+    from rllib_paper.tuning.effects import write_effects
+
+    sweep = RESULTS / "sweep_grip_and_authority"
+    shutil.copytree(sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns("*.html", "*.png"))
+    assert write_effects(tmp_path / "sweep") == json.loads((sweep / "effects.json").read_text())
+    scale = next(e for e in json.loads((sweep / "effects.json").read_text()) if e["key"] == "env.residual.scale")
+    assert scale["paired"]["pairs"] == 4 and scale["paired"]["episodes"] == 800
