@@ -169,6 +169,10 @@ COMPARISONS = {
         "experiment_scripted_phase2_anneal/eval_residual",
         "experiment_scripted_phase2_anneal_seed1/eval_residual",
     ),
+    "experiment_detour_scale01_contact_dev/comparison.json": (
+        "experiment_detour_scale01_contact_dev/eval_base",
+        "experiment_detour_scale01_contact_dev/eval_residual",
+    ),
     "experiment_fast_phase2_streams_seed0/comparison.json": (
         "experiment_fast_phase2_streams_seed0/eval_base",
         "experiment_fast_phase2_streams_seed0/eval_residual",
