@@ -26,6 +26,16 @@ from rllib_paper.runtime.files import dump_json
 PARAM_PREFIX = "param."
 
 
+def param_column(key: str) -> str:
+    """The trials table's column for a searched key."""
+    return f"{PARAM_PREFIX}{key}"
+
+
+def param_value(value: Any) -> Any:
+    """A searched value as the trials table holds it: lists and mappings as JSON, others as is."""
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
 def factor_effects(
     table: pd.DataFrame, episodes: dict[str, pd.DataFrame], order: dict[str, list] | None = None
 ) -> list[dict[str, Any]]:
@@ -38,8 +48,9 @@ def factor_effects(
     columns = [c for c in table.columns if c.startswith(PARAM_PREFIX)]
     effects = []
     for column in columns:
+        key = column[len(PARAM_PREFIX) :]
         present = table[column].dropna().unique().tolist()  # plain Python values
-        listed = [v for v in (order or {}).get(column[len(PARAM_PREFIX) :], []) if v in present]
+        listed = [v for v in (order or {}).get(key, []) if v in present]
         values = listed + sorted((v for v in present if v not in listed), key=str)
         if len(values) < 2:
             continue
@@ -48,21 +59,22 @@ def factor_effects(
             frames = [episodes[t] for t in table.loc[table[column] == value, "trial_id"]]
             successes = sum(int(f["success"].astype(bool).sum()) for f in frames)
             levels.append({"value": value, "trials": len(frames), **rate(successes, sum(len(f) for f in frames))})
-        effect: dict[str, Any] = {"key": column[len(PARAM_PREFIX) :], "levels": levels}
+        effect: dict[str, Any] = {"key": key, "levels": levels}
         if len(values) == 2:
-            effect["paired"] = _paired(table, episodes, column, values)
+            effect["paired"] = _paired(table, episodes, key, values)
         effects.append(effect)
     return effects
 
 
-def _paired(table: pd.DataFrame, episodes: dict[str, pd.DataFrame], column: str, values: list) -> dict[str, Any]:
-    """Trials equal in every other key, one at each value of ``column``: their episodes on the
+def _paired(table: pd.DataFrame, episodes: dict[str, pd.DataFrame], key: str, values: list) -> dict[str, Any]:
+    """Trials equal in every other key, one at each value of ``key``: their episodes on the
     same seeds, keyed by (pair, seed), compared by McNemar's exact test."""
+    column = param_column(key)
     others = [c for c in table.columns if c.startswith(PARAM_PREFIX) and c != column]
-    key = table[others].astype(str).agg("|".join, axis=1) if others else pd.Series("", index=table.index)
+    rest = table[others].astype(str).agg("|".join, axis=1) if others else pd.Series("", index=table.index)
     sides: dict[Any, list[pd.DataFrame]] = {values[0]: [], values[1]: []}
     pairs = 0
-    for _, group in table.groupby(key):
+    for _, group in table.groupby(rest):
         by_value = {row[column]: row["trial_id"] for _, row in group.iterrows()}
         if set(by_value) != set(values):
             continue
@@ -75,7 +87,7 @@ def _paired(table: pd.DataFrame, episodes: dict[str, pd.DataFrame], column: str,
     if not pairs:
         return {"pairs": 0}
     a, b = (pd.concat(sides[v], ignore_index=True) for v in values)
-    result = mcnemar(a, b, f"{column[len(PARAM_PREFIX) :]}={values[0]}", f"{column[len(PARAM_PREFIX) :]}={values[1]}")
+    result = mcnemar(a, b, f"{key}={values[0]}", f"{key}={values[1]}")
     return {"pairs": pairs, **result}
 
 
@@ -122,7 +134,7 @@ def _grid_order(path: Path) -> dict[str, list]:
     for key, spec in search.items():
         kind, values = next(iter(spec.items()))
         if kind in ("grid", "choice"):
-            order[key] = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in values]
+            order[key] = [param_value(v) for v in values]
     return order
 
 

@@ -26,13 +26,9 @@ from rllib_paper.config import ConfigError
 from rllib_paper.runtime.files import dump_json
 from rllib_paper.runtime.ray_start import start_ray
 from rllib_paper.tuning.config import SweepConfig
-from rllib_paper.tuning.effects import format_effects, write_effects
+from rllib_paper.tuning.effects import format_effects, param_column, param_value, write_effects
 
 EXPERIMENT_NAME = "tune"
-
-
-def _param_column(key: str) -> str:
-    return f"param.{key}"
 
 
 def _trial(params: dict[str, Any], sweep: dict[str, Any]) -> None:
@@ -175,7 +171,7 @@ def trials_table(results, config: SweepConfig) -> pd.DataFrame:
         }
         for key in keys:
             value = (result.config or {}).get(key)
-            row[_param_column(key)] = json.dumps(value) if isinstance(value, (list, dict)) else value
+            row[param_column(key)] = param_value(value)
         rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):
