@@ -107,7 +107,10 @@ def test_vf_share_layers_true_builds_one_stack(ray_local, tmp_path):
     [
         (["ppo.critic_warmup_steps=-1"], r"ppo.critic_warmup_steps=-1: allowed range is \[0, inf\]"),
         (["ppo.critic_lr_scale=0", "ppo.vf_share_layers=false"], r"ppo.critic_lr_scale=0: allowed range"),
-        (["ppo.critic_lr_scale=3", "ppo.vf_share_layers=true"], r"ppo.critic_lr_scale=3 needs ppo.vf_share_layers=false"),
+        (
+            ["ppo.critic_lr_scale=3", "ppo.vf_share_layers=true"],
+            r"ppo.critic_lr_scale=3 needs ppo.vf_share_layers=false",
+        ),
         (["ppo.vf_share_layers=maybe"], r"ppo.vf_share_layers='maybe': expected true or false"),
         (["learners.foreach_update=maybe"], r"learners.foreach_update=.maybe.: expected true or false"),
         (["algorithm=appo", "ppo.critic_warmup_steps=1000"], r"algorithm='appo' does not support them"),
