@@ -80,8 +80,8 @@ class PPOSection:
     # Separate hidden stacks for the mean and the value (false: what RLlib's PPOConfig puts in
     # every PPO model config, and what the 85.5 % headline runs trained with), or one shared
     # stack (true: the value loss, on returns of tens, then shapes the actor's features and,
-    # under one global-norm clip, shrinks its gradient; residuals trained so learnt less,
-    # docs/experiments.md "Shared layers").
+    # under one global-norm clip, shrinks its gradient: the headline's settings learnt 78.0 %
+    # with it against 85.5 %, docs/experiments.md "Shared layers").
     vf_share_layers: bool = False
     # Residual starts as the base: zero mean (last layer zero-initialised) and this std.
     init_std: float = 0.3
