@@ -185,6 +185,10 @@ COMPARISONS = {
         "experiment_w128_phase2_seed0/eval_base",
         "experiment_w128_phase2_seed0/eval_residual",
     ),
+    "experiment_scripted_phase2_defaults_seed0/comparison.json": (
+        "experiment_scripted_phase2_defaults_seed0/eval_base",
+        "experiment_scripted_phase2_defaults_seed0/eval_residual",
+    ),
     "experiment_scripted_phase2_rerun/comparison.json": (
         "experiment_scripted_phase2_rerun/eval_base",
         "experiment_scripted_phase2_rerun/eval_residual",
