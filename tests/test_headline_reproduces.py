@@ -11,20 +11,15 @@ room for another CPU's float rounding, not for a changed pipeline (the shared st
 first entropy by 0.6 %).
 """
 
-import csv
 from pathlib import Path
 
 import pytest
+from test_train import _rows
 
 from rllib_paper.training.config import load_train_config
 
 HEADLINE = Path(__file__).resolve().parent.parent / "results" / "experiment_scripted_phase2_anneal" / "train"
 COMPARED = ("env_steps_total", "residual_abs_mean", "policy_loss", "vf_loss", "entropy", "mean_kl", "lr")
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def test_headline_first_iterations_reproduce_on_todays_code(ray_local, tmp_path):
