@@ -1,8 +1,11 @@
 """The one-process vector env steps exactly the single envs a SyncVectorEnv would, bit for bit,
 and gives every env of every runner an episode stream of its own."""
 
+import re
+
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.wrappers.vector import DictInfoToList
 
 from rllib_paper.config import coerce_env_config
@@ -64,6 +67,50 @@ def test_runners_envs_and_training_seeds_get_distinct_episode_streams():
     assert env_seeds(3, 4, stream=2) == env_seeds(3, 4, stream=2)  # deterministic
 
 
+def test_paired_rollouts_share_each_start_and_keep_sharing_them_episode_after_episode():
+    assert env_seeds(3, 6, stream=1, rollouts_per_start=2) == [s for s in env_seeds(3, 3, stream=1) for _ in (0, 1)]
+    vector = ResidualVectorEnv(CONFIG, 4, stream=1, rollouts_per_start=2)
+    obs, _ = vector.reset(seed=11)
+    np.testing.assert_array_equal(obs[0], obs[1])
+    starts: list[list[float]] = [[env.env.episode_draw.paper_x] for env in vector.envs]
+    rng = np.random.default_rng(0)
+    for _ in range(62):  # 30-step episodes: two autoresets each, under different actions per env
+        vector.step(rng.uniform(-1, 1, size=(4, 6)).astype(np.float32))
+        for i, env in enumerate(vector.envs):
+            if env.env.episode_draw.paper_x != starts[i][-1]:
+                starts[i].append(env.env.episode_draw.paper_x)
+    assert len(starts[0]) == 3 and starts[0] == starts[1] and starts[2] == starts[3], starts
+    assert not set(starts[0]) & set(starts[2]), starts
+
+
+def test_the_next_start_does_not_depend_on_how_long_the_last_episode_ran():
+    # What keeps a pair paired when one of its envs ends an episode early: an env's generator is
+    # drawn from only at reset.
+    short, long = ResidualPaperEnv(CONFIG), ResidualPaperEnv(CONFIG)
+    short.reset(seed=5)
+    long.reset(seed=5)
+    zero = np.zeros(6, dtype=np.float32)
+    for _ in range(3):
+        short.step(zero)
+    for _ in range(20):
+        long.step(zero)
+    np.testing.assert_array_equal(short.reset()[0], long.reset()[0])
+
+
+def test_paired_rollouts_are_a_checked_runner_setting():
+    from rllib_paper.config import ConfigError
+    from rllib_paper.training.config import EnvRunnersSection
+
+    with pytest.raises(ConfigError, match=re.escape("must divide env_runners.num_envs_per_env_runner=8")):
+        EnvRunnersSection(num_envs_per_env_runner=8, rollouts_per_start=3)
+    with pytest.raises(ConfigError, match=re.escape("needs env_runners.vectorize='vector'")):
+        EnvRunnersSection(num_envs_per_env_runner=8, rollouts_per_start=2, vectorize="sync")
+    with pytest.raises(ValueError, match=re.escape("allowed values are the divisors of num_envs=4")):
+        ResidualVectorEnv(CONFIG, 4, rollouts_per_start=3)
+    made = make_residual_env({**CONFIG.to_dict(), "num_envs": 4, "rollouts_per_start": 2})
+    assert made.rollouts_per_start == 2
+
+
 def test_rllib_asks_for_the_vector_env_by_num_envs_and_the_callback_names_the_runner():
     from ray.rllib.env.env_context import EnvContext
 
@@ -79,14 +126,17 @@ def test_rllib_asks_for_the_vector_env_by_num_envs_and_the_callback_names_the_ru
     assert isinstance(make_residual_env(CONFIG.to_dict()), EpisodeSummaryInfo)
 
 
-def test_each_training_runner_steps_its_own_episode_streams(ray_local, tmp_path):
+@pytest.mark.parametrize("rollouts_per_start", [1, 2])
+def test_each_training_runner_steps_its_own_episode_streams(ray_local, tmp_path, rollouts_per_start):
     from test_train import TINY
 
     from rllib_paper.training.algorithm import build_algorithm_config, keep_trainable_logs_in
     from rllib_paper.training.config import load_train_config
 
     keep_trainable_logs_in(tmp_path / "rllib")
-    config = load_train_config(None, [*TINY, "env_runners.num_env_runners=2", "seed=5"])
+    paired = f"env_runners.rollouts_per_start={rollouts_per_start}"
+    overrides = [*TINY, "env_runners.num_env_runners=2", "seed=5", paired]
+    config = load_train_config(None, overrides)
     algo = build_algorithm_config(config).build_algo()
     try:
         streams = algo.env_runner_group.foreach_env_runner(lambda r: r.env.unwrapped.stream, local_env_runner=False)
@@ -96,6 +146,8 @@ def test_each_training_runner_steps_its_own_episode_streams(ray_local, tmp_path)
             lambda r: [env.env.episode_draw.paper_x for env in r.env.unwrapped.envs], local_env_runner=False
         )
         flat = [x for runner in draws for x in runner]  # the current episode's start, per env
-        assert len(set(flat)) == len(flat) == 4, draws
+        assert len(flat) == 4 and len(set(flat)) == 4 // rollouts_per_start, draws
+        if rollouts_per_start == 2:  # each runner's two envs play one start
+            assert all(len(set(runner)) == 1 for runner in draws), draws
     finally:
         algo.stop()

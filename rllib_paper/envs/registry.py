@@ -11,6 +11,9 @@ import gymnasium
 
 PAPER_ENV_ID = "rllib_paper/PaperSquare-v0"
 RESIDUAL_ENV_ID = "rllib_paper/ResidualPaperSquare-v0"
+# The env_config key training adds (beside the EnvConfig fields) for the vector env's paired
+# rollouts: env_runners.rollouts_per_start, which is a runner setting, not part of the task.
+ROLLOUTS_PER_START_KEY = "rollouts_per_start"
 
 
 def register_gym_envs() -> None:
@@ -51,10 +54,11 @@ def make_residual_env(env_config):
     # point, a plain dict (the runner index reaches the vector env through training/callbacks.py).
     env_config = dict(env_config)
     num_envs = env_config.pop("num_envs", None)
+    rollouts_per_start = int(env_config.pop(ROLLOUTS_PER_START_KEY, 1))
     if num_envs is not None:
         from rllib_paper.envs.vector import ResidualVectorEnv
 
-        return ResidualVectorEnv(env_config, int(num_envs))
+        return ResidualVectorEnv(env_config, int(num_envs), rollouts_per_start=rollouts_per_start)
     from rllib_paper.envs.residual import ResidualPaperEnv
 
     return EpisodeSummaryInfo(ResidualPaperEnv(env_config))

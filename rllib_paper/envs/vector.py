@@ -17,6 +17,12 @@ streams, not 16), training seed 1's runner 1 repeated training seed 0's runner 2
 episodes used the small integers that evaluation seeds are. An env's episodes are the same, bit
 for bit, as the single env's with its seed (tests/test_vector_env.py compares them step by step).
 
+Paired rollouts (``rollouts_per_start`` g > 1): the N envs form N / g groups, and the g envs of
+a group start from the same seed, so they play the same sequence of episodes (same sheet start,
+same DR draw) under different exploration noise (the noise is the policy's, not the env's).
+Each update then sees g outcomes of one start: a common-random-numbers comparison of actions.
+The old ``s + i`` seeding did this by accident for 7 of its 9 streams; this does it on purpose.
+
 Use with RLlib: ``.env_runners(gym_env_vectorize_mode="vector_entry_point")`` and an env
 creator that builds this class when RLlib passes ``num_envs`` (``envs/registry.py``).
 """
@@ -36,24 +42,41 @@ from rllib_paper.envs.residual import ResidualPaperEnv
 SUMMARY_KEY = "episode_summary"
 
 
-def env_seeds(seed: int, num_envs: int, stream: int = 0) -> list[int]:
+def env_seeds(seed: int, num_envs: int, stream: int = 0, rollouts_per_start: int = 1) -> list[int]:
     """The first-episode seeds ``reset(seed=seed)`` gives a vector's envs on runner ``stream``:
-    distinct for every (seed, stream, env) and never a small integer like an evaluation seed."""
-    return [
-        int(np.random.SeedSequence([seed, stream, i]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-        for i in range(num_envs)
+    distinct for every (seed, stream, group) and never a small integer like an evaluation seed;
+    the ``rollouts_per_start`` envs of a group (consecutive envs) share theirs."""
+    if num_envs % rollouts_per_start:
+        raise ValueError(
+            f"rollouts_per_start={rollouts_per_start}: must divide num_envs={num_envs} (allowed: its divisors)"
+        )
+    groups = [
+        int(np.random.SeedSequence([seed, stream, g]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+        for g in range(num_envs // rollouts_per_start)
     ]
+    return [groups[i // rollouts_per_start] for i in range(num_envs)]
 
 
 class ResidualVectorEnv(gym.vector.VectorEnv):
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
-    def __init__(self, config: EnvConfig | Mapping[str, Any] | None, num_envs: int, stream: int = 0) -> None:
+    def __init__(
+        self,
+        config: EnvConfig | Mapping[str, Any] | None,
+        num_envs: int,
+        stream: int = 0,
+        rollouts_per_start: int = 1,
+    ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r}: allowed range is [1, inf) integers")
         if not isinstance(stream, int) or stream < 0:
             raise ValueError(f"stream={stream!r}: allowed range is [0, inf) integers")
+        if not isinstance(rollouts_per_start, int) or rollouts_per_start < 1 or num_envs % rollouts_per_start:
+            raise ValueError(
+                f"rollouts_per_start={rollouts_per_start!r}: allowed values are the divisors of num_envs={num_envs}"
+            )
         self.stream = stream
+        self.rollouts_per_start = rollouts_per_start
         self.envs = [ResidualPaperEnv(config) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.single_observation_space = self.envs[0].observation_space
@@ -70,7 +93,7 @@ class ResidualVectorEnv(gym.vector.VectorEnv):
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
         elif isinstance(seed, int):
-            seeds = list(env_seeds(seed, self.num_envs, self.stream))
+            seeds = list(env_seeds(seed, self.num_envs, self.stream, self.rollouts_per_start))
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
@@ -101,5 +124,5 @@ class ResidualVectorEnv(gym.vector.VectorEnv):
         return self._obs.copy(), self._rewards.copy(), self._terminated.copy(), self._truncated.copy(), infos
 
     def close_extras(self, **kwargs: Any) -> None:
-        for env in self.envs:
+        for env in getattr(self, "envs", ()):  # absent when __init__ rejected its arguments
             env.close()

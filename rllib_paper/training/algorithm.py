@@ -26,7 +26,7 @@ def build_algorithm_config(config: TrainConfig):
         raise ConfigError("learners.gpu='yes': torch sees no GPU here; use 'auto' or 'no'")
     algo_config = _appo_training(config) if config.algorithm == "appo" else _ppo_training(config)
     return (
-        algo_config.environment(register_with_rllib(), env_config=config.env.to_dict())
+        algo_config.environment(register_with_rllib(), env_config=_env_config(config))
         .env_runners(
             num_env_runners=runners.num_env_runners,
             num_envs_per_env_runner=runners.num_envs_per_env_runner,
@@ -40,6 +40,17 @@ def build_algorithm_config(config: TrainConfig):
         .callbacks(TaskMetricsCallback)
         .debugging(seed=config.seed, log_level="ERROR")
     )
+
+
+def _env_config(config: TrainConfig) -> dict:
+    """The task's EnvConfig as RLlib's env_config, plus the runner's paired-rollout setting (only
+    when set, so that configs without it build the very env_config they always did)."""
+    from rllib_paper.envs.registry import ROLLOUTS_PER_START_KEY
+
+    env_config = config.env.to_dict()
+    if config.env_runners.rollouts_per_start > 1:
+        env_config[ROLLOUTS_PER_START_KEY] = config.env_runners.rollouts_per_start
+    return env_config
 
 
 def _ppo_training(config: TrainConfig):

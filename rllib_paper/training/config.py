@@ -220,10 +220,25 @@ class EnvRunnersSection:
     # in place, infos trimmed to the episode summary); "sync" is gymnasium's SyncVectorEnv.
     # Same episodes either way (tests/test_vector_env.py).
     vectorize: str = "vector"
+    # Paired rollouts: each episode start (sheet pose and DR draw) is played by this many envs of a
+    # runner at once, under different exploration noise (envs/vector.py). 1: every env its own
+    # episodes. Must divide num_envs_per_env_runner; needs vectorize "vector".
+    rollouts_per_start: int = 1
 
     def __post_init__(self) -> None:
         _check_int("env_runners.num_env_runners", self.num_env_runners, 0, 10_000)
         _check_int("env_runners.num_envs_per_env_runner", self.num_envs_per_env_runner, 1, 1024)
+        _check_int("env_runners.rollouts_per_start", self.rollouts_per_start, 1, 1024)
+        if self.num_envs_per_env_runner % self.rollouts_per_start:
+            raise ConfigError(
+                f"env_runners.rollouts_per_start={self.rollouts_per_start}: must divide "
+                f"env_runners.num_envs_per_env_runner={self.num_envs_per_env_runner}"
+            )
+        if self.rollouts_per_start > 1 and self.vectorize != "vector":
+            raise ConfigError(
+                f"env_runners.rollouts_per_start={self.rollouts_per_start} needs env_runners.vectorize='vector' "
+                f"(got {self.vectorize!r})"
+            )
         _check_range("env_runners.num_cpus_per_env_runner", self.num_cpus_per_env_runner, 0.0, 1024.0)
         for name, amount in self.custom_resources_per_env_runner.items():
             _check_range(f"env_runners.custom_resources_per_env_runner.{name}", amount, 0.0, 1e6)
