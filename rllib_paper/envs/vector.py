@@ -46,15 +46,19 @@ def env_seeds(seed: int, num_envs: int, stream: int = 0, rollouts_per_start: int
     """The first-episode seeds ``reset(seed=seed)`` gives a vector's envs on runner ``stream``:
     distinct for every (seed, stream, group) and never a small integer like an evaluation seed;
     the ``rollouts_per_start`` envs of a group (consecutive envs) share theirs."""
-    if num_envs % rollouts_per_start:
-        raise ValueError(
-            f"rollouts_per_start={rollouts_per_start}: must divide num_envs={num_envs} (allowed: its divisors)"
-        )
+    _check_rollouts_per_start(rollouts_per_start, num_envs)
     groups = [
         int(np.random.SeedSequence([seed, stream, g]).generate_state(1, np.uint64)[0] >> np.uint64(1))
         for g in range(num_envs // rollouts_per_start)
     ]
     return [groups[i // rollouts_per_start] for i in range(num_envs)]
+
+
+def _check_rollouts_per_start(rollouts_per_start: Any, num_envs: int) -> None:
+    if not isinstance(rollouts_per_start, int) or rollouts_per_start < 1 or num_envs % rollouts_per_start:
+        raise ValueError(
+            f"rollouts_per_start={rollouts_per_start!r}: allowed values are the divisors of num_envs={num_envs}"
+        )
 
 
 class ResidualVectorEnv(gym.vector.VectorEnv):
@@ -71,10 +75,7 @@ class ResidualVectorEnv(gym.vector.VectorEnv):
             raise ValueError(f"num_envs={num_envs!r}: allowed range is [1, inf) integers")
         if not isinstance(stream, int) or stream < 0:
             raise ValueError(f"stream={stream!r}: allowed range is [0, inf) integers")
-        if not isinstance(rollouts_per_start, int) or rollouts_per_start < 1 or num_envs % rollouts_per_start:
-            raise ValueError(
-                f"rollouts_per_start={rollouts_per_start!r}: allowed values are the divisors of num_envs={num_envs}"
-            )
+        _check_rollouts_per_start(rollouts_per_start, num_envs)
         self.stream = stream
         self.rollouts_per_start = rollouts_per_start
         self.envs = [ResidualPaperEnv(config) for _ in range(num_envs)]
