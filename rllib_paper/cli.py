@@ -328,6 +328,15 @@ def _add_local_cluster(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--worker-cpus", type=int, default=1)
 
 
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "pack", help="copy a finished run or experiment into a small committable result dir, renamed to where it goes"
+    )
+    p.add_argument("run", help="run or experiment directory (e.g. runs/parity_seed0)")
+    p.add_argument("--to", required=True, help="result directory, as it will be committed (e.g. results/NAME)")
+    p.add_argument("--force", action="store_true", help="replace an existing result directory")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rllib-paper", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -344,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bc(sub)
     _add_submit(sub)
     _add_local_cluster(sub)
+    _add_pack(sub)
     return parser
 
 
@@ -639,6 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_bc(args)
         if args.command == "submit":
             return _run_submit(args)
+        if args.command == "pack":
+            from rllib_paper.runtime.pack import pack_main
+
+            return pack_main(args.run, args.to, force=args.force)
         if args.command == "local-cluster":
             return _run_local_cluster(args)
     except ConfigError as exc:

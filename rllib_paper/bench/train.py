@@ -49,8 +49,8 @@ def _rss() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def mib_per_env(env_config, count: int = 4, render: bool = False) -> float:
-    """Resident memory one more residual env adds (after a reset and a few steps)."""
+def _env_growth_mib(env_config, count: int, render: bool) -> float:
+    """Resident memory one more residual env adds (after a reset and a few steps), in this process."""
     from rllib_paper.envs.residual import ResidualPaperEnv
 
     warm = ResidualPaperEnv(env_config, render_mode="rgb_array" if render else None)  # once-per-process costs
@@ -66,6 +66,19 @@ def mib_per_env(env_config, count: int = 4, render: bool = False) -> float:
     grown = _rss() - before
     del envs
     return grown / count / 2**20
+
+
+def mib_per_env(env_config, count: int = 4, render: bool = False) -> float:
+    """Resident memory one more residual env adds, measured in a fresh spawned process.
+
+    Why a child: in a long-lived process (a test session, a driver that already ran Ray) the
+    allocator reuses memory freed earlier, so new envs may barely grow the resident set, and
+    other threads allocate while we measure; a fresh interpreter measures the env alone.
+    """
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(_env_growth_mib, (env_config, count, render)))
 
 
 def _physics(group) -> tuple[float, int]:
@@ -103,7 +116,7 @@ def run(
         ],
     )
     env_config = train_config.env
-    # Memory first, in this process before Ray starts: its threads allocate while we measure.
+    # Memory first, each figure in a fresh process (mib_per_env says why).
     memory = {"lean": mib_per_env(env_config, count=8), "rendering": mib_per_env(env_config, count=2, render=True)}
     started = False
     if not ray.is_initialized():
