@@ -94,8 +94,8 @@ def _physics(group) -> tuple[float, int]:
 
 
 def run(
-    runners: int = 2,
-    envs_per_runner: int = 8,
+    runners: int | None = None,
+    envs_per_runner: int | None = None,
     iterations: int = 5,
     steps_per_runner: int = 2400,
     config: str | None = None,
@@ -109,12 +109,15 @@ def run(
     train_config = load_train_config(
         config or "residual_scripted",
         [
-            f"env_runners.num_env_runners={runners}",
-            f"env_runners.num_envs_per_env_runner={envs_per_runner}",
+            *([f"env_runners.num_env_runners={runners}"] if runners is not None else []),
+            *([f"env_runners.num_envs_per_env_runner={envs_per_runner}"] if envs_per_runner is not None else []),
             "stop.iterations=1",
             *assignments,
         ],
     )
+    # What is timed is the config's own runner layout unless the caller changed it.
+    runners = train_config.env_runners.num_env_runners
+    envs_per_runner = train_config.env_runners.num_envs_per_env_runner
     env_config = train_config.env
     # Memory first, each figure in a fresh process (mib_per_env says why).
     memory = {"lean": mib_per_env(env_config, count=8), "rendering": mib_per_env(env_config, count=2, render=True)}
@@ -192,8 +195,8 @@ def run(
 
 
 def main(
-    runners: int = 2,
-    envs_per_runner: int = 8,
+    runners: int | None = None,
+    envs_per_runner: int | None = None,
     iterations: int = 5,
     steps_per_runner: int = 2400,
     config: str | None = None,
@@ -208,8 +211,8 @@ def main(
         assignments=assignments,
     )
     print(
-        f"{r['iterations']} training iterations of {r['train_batch_size']} env steps ({runners} runners x "
-        f"{envs_per_runner} envs, {r['base_policy']}): {r['iteration_s']:.2f} s each, "
+        f"{r['iterations']} training iterations of {r['train_batch_size']} env steps ({r['runners']} runners x "
+        f"{r['envs_per_runner']} envs, {r['base_policy']}): {r['iteration_s']:.2f} s each, "
         f"learner {r['learner_s_per_iter']:.2f} s of it"
     )
     print(
@@ -219,7 +222,7 @@ def main(
     )
     print(
         f"sampling only: {r['sampling_only_env_steps_per_s']:.0f} env steps/s vs "
-        f"{r['single_process_env_steps_per_s']:.0f} single-process x {runners} -> "
+        f"{r['single_process_env_steps_per_s']:.0f} single-process x {r['runners']} -> "
         f"{r['sampling_only_ratio_to_ideal']:.2f}; memory {r['mib_per_env']:.1f} MiB "
         f"per env ({r['mib_per_rendering_env']:.1f} rendering; target <= 30)"
     )
