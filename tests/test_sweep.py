@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from rllib_paper.config import ConfigError
+from rllib_paper.runtime.pack import pack
 from rllib_paper.tuning.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,6 +92,15 @@ def test_smoke_sweep_completes_with_table_and_held_out_eval(tmp_path, short_tmp)
     report = json.loads((best_eval / "report.json").read_text())
     assert report["episodes_done"] == 8 and report["config"]["checkpoint"] == str(best_eval / "checkpoint")
     assert report["config"]["env"]["task"]["settle_after_success_steps"] == 0  # eval.settle_steps reached it
+    # Packed for results/: tables, the evaluation without its checkpoint copy, each trial's config and metrics.
+    packed = tmp_path / "packed"
+    pack(tmp_path / "out", packed)
+    ids = set(table["trial_id"])
+    assert {p.name for p in (packed / "trial_runs").iterdir()} == ids
+    assert all((packed / "trial_runs" / i / name).is_file() for i in ids for name in ("config.yaml", "metrics.csv"))
+    assert set(pd.read_parquet(packed / "trials.parquet")["run_dir"]) == {f"{packed}/trial_runs/{i}" for i in ids}
+    assert (packed / "best_eval" / summary["best_eval"]["trial_id"] / "report.json").is_file()
+    assert not [p for p in packed.rglob("*") if p.name in ("checkpoint", "tune") or "shards" in p.parts]
 
 
 def test_interrupted_sweep_resumes_and_keeps_finished_trials(tmp_path, short_tmp):

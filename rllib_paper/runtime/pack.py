@@ -12,8 +12,14 @@ what a reader or a test uses and rewrites the run's own path in every text file:
 * training: `train/` (or the run itself when it is a training run): `config.yaml`, `metrics.csv`,
   `curves.png`, `run_info.json`, `summary.json` and `checkpoints/final/`.
 
+A sweep (`rllib-paper tune --out DIR`: `sweep.json` beside `sweep_config.json`) keeps its tables,
+curves, effects and summary, every trial's evaluation (`trial_evals/`, `best_eval/`) without the
+copied checkpoint, and each trial's `config.yaml` and `metrics.csv` from Tune's trial
+directories as `trial_runs/TRIAL_ID/`.
+
 Left out: other checkpoints, `checkpoints/best/`, `rllib/` (Tune's logs), `tensorboard/`,
-`episodes.csv` (megabytes; `metrics.csv` has the per-iteration figures) and videos.
+`episodes.csv` (megabytes; `metrics.csv` has the per-iteration figures), evaluation shards of
+sweeps and videos.
 """
 
 from __future__ import annotations
@@ -45,8 +51,55 @@ def _is_training_run(path: Path) -> bool:
     return (path / "metrics.csv").is_file() and (path / "config.yaml").is_file()
 
 
-def _selected(run: Path) -> list[Path]:
-    """Files of `run` to keep, relative to it."""
+SWEEP_SUFFIXES = (".json", ".md", ".csv", ".parquet", ".png")
+
+
+def _is_sweep(path: Path) -> bool:
+    return (path / "sweep.json").is_file() and (path / "sweep_config.json").is_file()
+
+
+def _sweep_selected(sweep: Path) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs relative to the sweep directory."""
+    keep = [(p.relative_to(sweep),) * 2 for p in sorted(sweep.iterdir()) if p.is_file() and p.suffix in SWEEP_SUFFIXES]
+    for evaluations in ("trial_evals", "best_eval"):
+        for path in sorted((sweep / evaluations).glob("*/*")):
+            if path.is_file() and path.suffix not in VIDEO_SUFFIXES and not path.name.endswith(".tmp"):
+                keep.append((path.relative_to(sweep),) * 2)
+    for trial_id in _trial_ids(sweep):
+        runs = sorted((sweep / "tune").glob(f"*{trial_id}*/run"))
+        if len(runs) != 1:
+            raise PackError(f"{sweep}/tune: expected one run directory of trial {trial_id}, found {len(runs)}")
+        for name in ("config.yaml", "metrics.csv"):
+            if (runs[0] / name).is_file():
+                keep.append(((runs[0] / name).relative_to(sweep), Path("trial_runs") / trial_id / name))
+    return keep
+
+
+def _trial_ids(sweep: Path) -> list[str]:
+    import csv
+
+    table = sweep / "trials.csv"
+    if not table.is_file():
+        return []
+    with table.open(encoding="utf-8", newline="") as fh:
+        return [row["trial_id"] for row in csv.DictReader(fh)]
+
+
+def _point_trial_tables_at_packed_runs(target: Path, name: str) -> None:
+    """The trials tables name each trial's run by Tune's directory; packed, it is trial_runs/ID."""
+    import pandas as pd
+
+    from rllib_paper.tuning.sweep import write_trial_tables
+
+    table = pd.read_parquet(target / "trials.parquet")
+    table["run_dir"] = [f"{name}/trial_runs/{trial_id}" for trial_id in table["trial_id"]]
+    write_trial_tables(table, target)
+
+
+def _selected(run: Path) -> list[tuple[Path, Path]]:
+    """(source, destination) pairs of the files of `run` to keep, relative to it and to the result."""
+    if _is_sweep(run):
+        return _sweep_selected(run)
     keep: list[Path] = []
     train = run if _is_training_run(run) else run / "train"
     if train != run:
@@ -64,8 +117,11 @@ def _selected(run: Path) -> list[Path]:
             raise PackError(f"{final}: no final checkpoint; pack a finished run (or resume it first)")
         keep += [p.relative_to(run) for p in sorted(final.rglob("*")) if p.is_file()]
     if not keep:
-        raise PackError(f"{run}: neither an experiment (train/, eval_*/) nor a training run (metrics.csv, config.yaml)")
-    return keep
+        raise PackError(
+            f"{run}: neither an experiment (train/, eval_*/), a training run (metrics.csv, config.yaml) "
+            "nor a sweep (sweep.json, sweep_config.json)"
+        )
+    return [(path, path) for path in keep]
 
 
 def pack(run: str | Path, to: str | Path, *, force: bool = False) -> Packed:
@@ -87,8 +143,8 @@ def pack(run: str | Path, to: str | Path, *, force: bool = False) -> Packed:
     spellings = sorted({str(source.resolve()), str(source).rstrip("/"), source.as_posix().rstrip("/")}, key=len)[::-1]
     name = target.as_posix().rstrip("/")
     total = rewritten = 0
-    for relative in files:
-        src, dst = source / relative, target / relative
+    for relative, destination in files:
+        src, dst = source / relative, target / destination
         size_mib = src.stat().st_size / 2**20
         if size_mib > MAX_FILE_MIB:
             raise PackError(f"{src}: {size_mib:.1f} MiB, over the {MAX_FILE_MIB:g} MiB a committed file may hold")
@@ -103,6 +159,8 @@ def pack(run: str | Path, to: str | Path, *, force: bool = False) -> Packed:
         else:
             shutil.copyfile(src, dst)
         total += dst.stat().st_size
+    if _is_sweep(source) and (target / "trials.parquet").is_file():
+        _point_trial_tables_at_packed_runs(target, name)
     return Packed(files=len(files), bytes=total, rewritten=rewritten)
 
 

@@ -188,7 +188,7 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_tables(table: pd.DataFrame, out: Path) -> None:
+def write_trial_tables(table: pd.DataFrame, out: Path) -> None:
     table.to_parquet(out / "trials.parquet", index=False)
     table.to_csv(out / "trials.csv", index=False)
     (out / "trials.md").write_text(_markdown(table), encoding="utf-8")
@@ -245,7 +245,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
     tuner = build_tuner(config, out, resume, storage)
     results = tuner.fit()
     table = trials_table(results, config)
-    _write_tables(table, out)
+    write_trial_tables(table, out)
     _write_curves(results, out)
     summary: dict[str, Any] = {
         "trials": len(table),
@@ -265,7 +265,7 @@ def run_sweep(config: SweepConfig, out: str | Path, resume: bool = False, storag
             trial_evals[row["trial_id"]] = success
             table.loc[index, "eval_success"] = success["rate"]
             table.loc[index, "eval_ci95_low"], table.loc[index, "eval_ci95_high"] = success["ci95"]
-        _write_tables(table, out)
+        write_trial_tables(table, out)
         summary["effects"] = write_effects(out)  # what each searched setting does, over all trials
     if len(finished):
         best = finished.iloc[0]
