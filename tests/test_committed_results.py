@@ -147,6 +147,10 @@ def test_the_headline_checkpoint_loads_as_a_residual_policy():
 # The entropy runs evaluated no base of their own: they were compared with the first run's.
 HEADLINE_BASE = "experiment_scripted_phase2/eval_base"
 COMPARISONS = {
+    "experiment_fast16_phase2_paired_seed1/comparison.json": (
+        "experiment_fast16_phase2_paired_seed1/eval_base",
+        "experiment_fast16_phase2_paired_seed1/eval_residual",
+    ),
     "experiment_fast16_phase2_paired_seed0/comparison.json": (
         "experiment_fast16_phase2_paired_seed0/eval_base",
         "experiment_fast16_phase2_paired_seed0/eval_residual",
