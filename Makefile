@@ -30,8 +30,8 @@ demo: setup
 	$(BIN)/rllib-paper experiment --config demo --out runs/demo --episodes 100 --seed 1000 --workers 2 \
 	  --settle-steps 0 --reference results/experiment_scripted_phase2_anneal/train/checkpoints/final
 
-# The full learning experiment (1.5 M env steps: 65 min of training when the headline was trained, about
-# 25 min on a quiet 2-core host with lean envs at ~980 env steps/s; then 2 x 200 evaluation episodes).
+# The full learning experiment (the shipped faster setup: 1.7 M env steps, 25 to 28 min of training on a
+# quiet 2-core host at ~1,100 env steps/s; the headline took 65 min on an older host; then 2 x 200 evaluation episodes).
 experiment: setup
 	$(BIN)/rllib-paper experiment --config residual_scripted --out runs/experiment_scripted_phase2 --episodes 200 --seed 1000
 

@@ -650,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "submit":
             return _run_submit(args)
         if args.command == "pack":
-            from rllib_paper.runtime.pack import pack_main
+            from rllib_paper.pack import pack_main
 
             return pack_main(args.run, args.to, force=args.force)
         if args.command == "local-cluster":

@@ -21,7 +21,7 @@ LAYERS = (
     ("envs",),
     ("residual",),
     ("training", "evaluation", "datasets", "imitation"),
-    ("tuning", "experiment"),
+    ("tuning", "experiment", "pack"),
     ("bench", "cli", "__main__"),
 )
 RANK = {stage: rank for rank, stages in enumerate(LAYERS) for stage in stages}

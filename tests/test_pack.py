@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rllib_paper.cli import main
-from rllib_paper.runtime.pack import PackError, pack
+from rllib_paper.pack import PackError, pack
 
 
 def _experiment(root: Path, name: str = "exp", complete: bool = True) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from rllib_paper.config import ConfigError
-from rllib_paper.runtime.pack import pack
+from rllib_paper.pack import pack
 from rllib_paper.tuning.config import load_sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
