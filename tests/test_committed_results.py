@@ -314,12 +314,13 @@ def test_the_committed_bc_base_is_the_one_residual_bc_trains_over():
     assert record["params"]["network"]["chunk_length"] == 16 and record["params"]["network"]["execution_horizon"] == 8
 
 
-def test_the_committed_sweep_effects_are_recomputed_from_its_trial_evaluations(tmp_path):
+@pytest.mark.parametrize("name", ["sweep_grip_and_authority", "sweep_authority_width_contact"])
+def test_the_committed_sweep_effects_are_recomputed_from_its_trial_evaluations(tmp_path, name):
     import shutil
 
     from rllib_paper.tuning.effects import write_effects
 
-    sweep = RESULTS / "sweep_grip_and_authority"
+    sweep = RESULTS / name
     shutil.copytree(sweep, tmp_path / "sweep", ignore=shutil.ignore_patterns("*.html", "*.png"))
     assert write_effects(tmp_path / "sweep") == json.loads((sweep / "effects.json").read_text())
     scale = next(e for e in json.loads((sweep / "effects.json").read_text()) if e["key"] == "env.residual.scale")
