@@ -32,6 +32,7 @@ from pathlib import Path
 TRAIN_FILES = ("config.yaml", "metrics.csv", "curves.png", "run_info.json", "summary.json")
 TOP_LEVEL_SUFFIXES = (".json", ".png", ".md")
 TEXT_SUFFIXES = (".json", ".md", ".html", ".yaml", ".yml", ".csv", ".txt")
+SWEEP_SUFFIXES = (".json", ".md", ".csv", ".parquet", ".png")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 MAX_FILE_MIB = 20.0  # a committed result is small: a bigger file is a mistake to stop at
 
@@ -51,7 +52,9 @@ def _is_training_run(path: Path) -> bool:
     return (path / "metrics.csv").is_file() and (path / "config.yaml").is_file()
 
 
-SWEEP_SUFFIXES = (".json", ".md", ".csv", ".parquet", ".png")
+def _is_evaluation_file(path: Path) -> bool:
+    """What an evaluation directory commits: every file but videos and unfinished atomic writes."""
+    return path.is_file() and path.suffix not in VIDEO_SUFFIXES and not path.name.endswith(".tmp")
 
 
 def _is_sweep(path: Path) -> bool:
@@ -62,9 +65,9 @@ def _sweep_selected(sweep: Path) -> list[tuple[Path, Path]]:
     """(source, destination) pairs relative to the sweep directory."""
     keep = [(p.relative_to(sweep),) * 2 for p in sorted(sweep.iterdir()) if p.is_file() and p.suffix in SWEEP_SUFFIXES]
     for evaluations in ("trial_evals", "best_eval"):
-        for path in sorted((sweep / evaluations).glob("*/*")):
-            if path.is_file() and path.suffix not in VIDEO_SUFFIXES and not path.name.endswith(".tmp"):
-                keep.append((path.relative_to(sweep),) * 2)
+        keep += [
+            (p.relative_to(sweep),) * 2 for p in sorted((sweep / evaluations).glob("*/*")) if _is_evaluation_file(p)
+        ]
     for trial_id in _trial_ids(sweep):
         runs = sorted((sweep / "tune").glob(f"*{trial_id}*/run"))
         if len(runs) != 1:
@@ -105,11 +108,7 @@ def _selected(run: Path) -> list[tuple[Path, Path]]:
     if train != run:
         keep += [p.relative_to(run) for p in sorted(run.iterdir()) if p.is_file() and p.suffix in TOP_LEVEL_SUFFIXES]
         for evaluation in sorted(p for p in run.iterdir() if p.is_dir() and p.name.startswith("eval")):
-            keep += [
-                p.relative_to(run)
-                for p in sorted(evaluation.rglob("*"))
-                if p.is_file() and p.suffix not in VIDEO_SUFFIXES and not p.name.endswith(".tmp")
-            ]
+            keep += [p.relative_to(run) for p in sorted(evaluation.rglob("*")) if _is_evaluation_file(p)]
     if train.is_dir():
         keep += [(train / name).relative_to(run) for name in TRAIN_FILES if (train / name).is_file()]
         final = train / "checkpoints" / "final"
